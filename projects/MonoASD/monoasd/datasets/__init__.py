@@ -1,0 +1,2 @@
+# Copyright (c) MonoASD contributors. All rights reserved.
+from .transforms import *  # noqa: F401,F403
