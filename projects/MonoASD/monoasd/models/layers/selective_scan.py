@@ -24,6 +24,7 @@ from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from mmengine.logging import print_log
 from torch import Tensor
 
@@ -269,12 +270,176 @@ def _default_chunk_size(seqlen: int) -> int:
     return max(1, min(seqlen, int(math.ceil(math.sqrt(seqlen)))))
 
 
-def _reverse_exclusive_cumsum(x: Tensor, dim: int = 0) -> Tensor:
-    """out[t] = sum_{s > t} x[s] along ``dim``, without cancellation."""
-    inclusive = torch.flip(torch.cumsum(torch.flip(x, (dim, )), dim), (dim, ))
-    zero = torch.zeros_like(inclusive.narrow(dim, 0, 1))
-    rest = inclusive.narrow(dim, 1, x.shape[dim] - 1)
-    return torch.cat([rest, zero], dim=dim)
+def _at(mat: Tensor, t: int) -> Tensor:
+    """Step ``t`` of a (T|1, ...) tensor (time-constant if its T is 1)."""
+    return mat[t] if mat.shape[0] > 1 else mat[0]
+
+
+def _sum_to(x: Tensor, shape: Tuple[int, ...]) -> Tensor:
+    """Sum ``x`` over the dimensions that ``shape`` broadcasts (size 1)."""
+    dims = [
+        i for i, (have, want) in enumerate(zip(x.shape, shape))
+        if want == 1 and have != 1
+    ]
+    return x.sum(dims, keepdim=True) if dims else x
+
+
+def _decay(dt: Tensor, A: Tensor) -> Tensor:
+    """exp(dt * A): (B, n, D) x (D, N) -> (B, n, D, N)."""
+    return torch.exp(dt.unsqueeze(-1) * A)
+
+
+def _outer(vec: Tensor, mat: Tensor) -> Tensor:
+    """vec[..., d] * mat[..., d|1, N] -> (B, n, D, N)."""
+    return vec.unsqueeze(-1) * mat
+
+
+def _contract_state(state: Tensor, mat: Tensor) -> Tensor:
+    """sum_N state * mat: (B, n, D, N), (B|1, n|1, D|1, N) -> (B, n, D)."""
+    if mat.shape[-2] == 1 and mat.dim() == 4 and mat.shape[:2] == \
+            state.shape[:2]:
+        return torch.matmul(state, mat.transpose(-1, -2)).squeeze(-1)
+    return (state * mat).sum(-1)
+
+
+def _contract_channels(vec: Tensor, state: Tensor,
+                       shape: Tuple[int, ...]) -> Tensor:
+    """sum_D vec * state, kept in the broadcast ``shape`` of B or C.
+
+    Args:
+        vec (Tensor): (B, n, D).
+        state (Tensor): (B, n, D, N).
+        shape (tuple): (B|1, n|1, D|1, N).
+
+    Returns:
+        Tensor: Shape ``shape``.
+    """
+    if shape[2] == 1 and tuple(shape[:2]) == tuple(state.shape[:2]):
+        return torch.matmul(vec.unsqueeze(-2), state)  # (B, n, 1, N)
+    return _sum_to(_outer(vec, state), shape)
+
+
+def _chunk_start_states(dt: Tensor, du: Tensor, A: Tensor,
+                        B: Tensor) -> Tensor:
+    """State at the start of every chunk (no autograd).
+
+    Args:
+        dt (Tensor): Step sizes, (T, B, n, D).
+        du (Tensor): dt * u, (T, B, n, D).
+        A (Tensor): (D, N).
+        B (Tensor): (T|1, B|1, n|1, D|1, N).
+
+    Returns:
+        Tensor: (B, n, D, N); chunk 0 starts from zero.
+    """
+    steps, batch, n_chunks, dim = dt.shape
+    starts = dt.new_zeros(batch, n_chunks, dim, A.shape[1])
+    if n_chunks == 1:
+        return starts
+    # The state each chunk reaches from a zero start.
+    local = _outer(du[0], _at(B, 0))
+    for t in range(1, steps):
+        local.mul_(_decay(dt[t], A)).add_(_outer(du[t], _at(B, t)))
+    # Carry across chunks with the decay of a whole chunk.
+    chunk_decay = _decay(dt.sum(0), A)
+    for c in range(1, n_chunks):
+        torch.addcmul(local[:, c - 1], chunk_decay[:, c - 1],
+                      starts[:, c - 1], out=starts[:, c])
+    return starts
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """Core recurrence on chunked inputs, with a recomputing backward.
+
+    Forward keeps only the inputs and the (B, n, D, N) chunk start states;
+    backward recomputes the states and runs the adjoint recurrence
+    ``lam_t = C_t gy_t + exp(dt_{t+1} A) lam_{t+1}`` backwards in time, in
+    the same chunked way as the forward.
+    """
+
+    @staticmethod
+    def forward(ctx, dt: Tensor, du: Tensor, A: Tensor, B: Tensor,
+                C: Tensor) -> Tuple[Tensor, Tensor]:
+        """Run the scan.
+
+        Args:
+            dt (Tensor): (T, B, n, D) step sizes after bias/softplus.
+            du (Tensor): (T, B, n, D) products dt * u.
+            A (Tensor): (D, N).
+            B (Tensor): (T|1, B|1, n|1, D|1, N).
+            C (Tensor): (T|1, B|1, n|1, D|1, N).
+
+        Returns:
+            tuple[Tensor, Tensor]: y (T, B, n, D) and the state after the
+            last step of the last chunk (B, D, N).
+        """
+        starts = _chunk_start_states(dt, du, A, B)
+        state = starts.clone()
+        ys = dt.new_empty(dt.shape)
+        for t in range(dt.shape[0]):
+            state.mul_(_decay(dt[t], A)).add_(_outer(du[t], _at(B, t)))
+            ys[t] = _contract_state(state, _at(C, t))
+        ctx.save_for_backward(dt, du, A, B, C, starts)
+        return ys, state[:, -1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_y: Tensor, g_last: Tensor) -> Tuple[Tensor, ...]:
+        """Gradients for dt, du, A, B and C."""
+        dt, du, A, B, C, starts = ctx.saved_tensors
+        steps, batch, n_chunks, dim = dt.shape
+        # Recompute the states of every step (decays are recomputed where
+        # needed: storing them too would double the transient memory).
+        states = []
+        state = starts
+        for t in range(steps):
+            state = torch.addcmul(
+                _outer(du[t], _at(B, t)), _decay(dt[t], A), state)
+            states.append(state)
+
+        # Adjoint entering each chunk from its right end.
+        incoming = torch.zeros_like(starts)
+        if g_last is not None:
+            incoming[:, -1] = g_last
+        if n_chunks > 1:
+            local = _outer(g_y[-1], _at(C, steps - 1))
+            for t in range(steps - 2, -1, -1):
+                local.mul_(_decay(dt[t + 1], A))
+                local.add_(_outer(g_y[t], _at(C, t)))
+            local.mul_(_decay(dt[0], A))
+            chunk_decay = _decay(dt.sum(0), A)
+            for c in range(n_chunks - 1, 0, -1):
+                torch.addcmul(local[:, c], chunk_decay[:, c],
+                              incoming[:, c], out=incoming[:, c - 1])
+
+        g_dt = torch.empty_like(dt)
+        g_du = torch.empty_like(du)
+        g_A = torch.zeros_like(starts)  # summed over (B, n) at the end
+        g_B = torch.zeros_like(B) if B.shape[0] == 1 else torch.empty_like(B)
+        g_C = torch.zeros_like(C) if C.shape[0] == 1 else torch.empty_like(C)
+        b_shape, c_shape = tuple(B.shape[1:]), tuple(C.shape[1:])
+        lam = incoming
+        for t in range(steps - 1, -1, -1):
+            lam = lam.add(_outer(g_y[t], _at(C, t)))  # dL/dh_t
+            decay = _decay(dt[t], A)
+            prev = states[t - 1] if t > 0 else starts
+            g_log_decay = lam * prev * decay  # dL/d(dt_t A)
+            g_dt[t] = (g_log_decay * A).sum(-1)
+            g_A.addcmul_(g_log_decay, dt[t].unsqueeze(-1))
+            g_du[t] = _contract_state(lam, _at(B, t))
+            gb = _contract_channels(du[t], lam, b_shape)
+            gc = _contract_channels(g_y[t], states[t], c_shape)
+            if B.shape[0] == 1:
+                g_B[0] += gb
+            else:
+                g_B[t] = gb
+            if C.shape[0] == 1:
+                g_C[0] += gc
+            else:
+                g_C[t] = gc
+            states[t] = None  # free as we go
+            lam = lam.mul_(decay)
+        return g_dt, g_du, g_A.sum((0, 1)), g_B, g_C
 
 
 def selective_scan_torch(u: Tensor,
@@ -288,26 +453,27 @@ def selective_scan_torch(u: Tensor,
                          delta_softplus: bool = False,
                          return_last_state: bool = False,
                          chunk_size: Optional[int] = None) -> ScanOutput:
-    """Exact chunked selective scan in differentiable PyTorch.
+    """Exact chunked selective scan in PyTorch (CPU or CUDA).
 
-    The sequence is cut into ``n`` chunks of ``T`` steps (zero-padded at the
-    end; a padded step has ``dt = 0`` and so leaves the state unchanged):
+    The sequence is cut into ``n`` chunks of ``T`` steps, zero-padded at
+    the end (a padded step has ``dt = 0`` and leaves the state unchanged).
 
-    1. The state each chunk would reach from a zero start is computed for
-       all chunks at once, ``sum_s exp(A * sum_{r>s} dt_r) * dt_s B_s u_s``.
-       The decay exponents come from a reverse cumulative sum of ``dt``
-       (no difference of large cumulative sums), so they never overflow
-       and lose no precision.
+    1. A loop over the ``T`` steps, run in all chunks at once, gives the
+       state each chunk reaches from a zero start.
     2. A loop over the ``n`` chunks carries the state from chunk to chunk
-       (tiny (B, D, N) tensors).
-    3. A loop over the ``T`` steps runs the recurrence
-       ``h = exp(dt A) h + dt B u`` in all chunks in parallel, each from
-       its true initial state, and reads out ``y = <C, h>``.
+       with the decay of a whole chunk, ``exp(A * sum dt)``.
+    3. A second loop over the ``T`` steps runs the recurrence
+       ``h = exp(dt A) h + dt B u`` in all chunks at once, each from its
+       true start state, and reads out ``y = <C, h>``.
 
-    Step 3 is the recurrence itself, so the result agrees with the
-    sequential loop to rounding. Only ``T + n`` (about ``2 sqrt(L)``)
-    Python steps are taken. Memory for autograd is a few (B, D, L, N)
-    tensors.
+    Every operation is the recurrence itself (no ``exp(-cumsum)``
+    factorisation), so nothing overflows and the result matches the
+    sequential loop to rounding. Only about ``3 sqrt(L)`` Python steps are
+    taken. The core is a ``torch.autograd.Function`` whose backward
+    recomputes the states and runs the adjoint recurrence in the same
+    chunked way, so autograd keeps only the inputs (no (B, D, L, N)
+    tensors) between forward and backward. Bias, softplus, ``D`` and
+    ``z`` use ordinary autograd. Double backward is not supported.
 
     Args:
         u, delta, A, B, C, D, z, delta_bias, delta_softplus,
@@ -323,7 +489,6 @@ def selective_scan_torch(u: Tensor,
     dstate = A.shape[1]
     dtype = _compute_dtype(u, delta, A, B, C)
     u_c, dt = _prepare(u, delta, delta_bias, delta_softplus, dtype)
-    A_c = A.to(dtype)
 
     steps = chunk_size if chunk_size is not None else _default_chunk_size(
         seqlen)
@@ -338,61 +503,23 @@ def selective_scan_torch(u: Tensor,
         if pad:
             x = F.pad(x, [0, pad])
         x = x.reshape(batch, dim, n_chunks, steps)
-        return x.permute(3, 0, 2, 1)
+        return x.permute(3, 0, 2, 1).contiguous()
 
     def bc_to_chunks(mat: Tensor, name: str) -> Tensor:
         """B or C -> (T|1, B|1, n|1, D|1, N)."""
         mat = _canonical_bc(mat.to(dtype), name, batch, dim, dstate, seqlen)
         if mat.shape[2] == 1:  # constant in time: (1, D, 1, N)
-            return mat.transpose(1, 2).unsqueeze(0)
-        mat = mat.movedim(2, 3)  # (b, d, N, L): pad/reshape along L
+            return mat.transpose(1, 2).unsqueeze(0).contiguous()
+        mat = mat.movedim(2, 3)  # (B, D|1, N, L): pad/reshape along L
         if pad:
             mat = F.pad(mat, [0, pad])
         mat = mat.reshape(mat.shape[0], mat.shape[1], dstate, n_chunks,
                           steps)
-        return mat.permute(4, 0, 3, 1, 2)
+        return mat.permute(4, 0, 3, 1, 2).contiguous()
 
-    dt_ch = to_chunks(dt)  # (T, B, n, D)
-    du_ch = to_chunks(dt * u_c)  # (T, B, n, D)
-    B_ch = bc_to_chunks(B, 'B')  # (T|1, B|1, n|1, D|1, N)
-    C_ch = bc_to_chunks(C, 'C')
-    # Shared C (B, N, L): the read-out is a batched mat-vec product.
-    c_shared = C_ch.shape[0] == steps and C_ch.shape[3] == 1 and steps > 1
-    if C_ch.shape[0] == 1 and steps > 1:
-        C_ch = C_ch.expand(steps, *C_ch.shape[1:])
-    if B_ch.shape[0] == 1 and steps > 1:
-        B_ch = B_ch.expand(steps, *B_ch.shape[1:])
-
-    # Input of every step, dt_t * B_t * u_t: (T, B, n, D, N).
-    x = du_ch.unsqueeze(-1) * B_ch
-
-    # Steps 1 and 2: initial state of every chunk.
-    if n_chunks > 1:
-        decay_after = _reverse_exclusive_cumsum(dt_ch, 0)  # (T, B, n, D)
-        weight = torch.exp(decay_after.unsqueeze(-1) * A_c)
-        h_end_local = (weight * x).sum(0)  # (B, n, D, N)
-        chunk_decay = torch.exp(dt_ch.sum(0).unsqueeze(-1) * A_c)
-        h = u_c.new_zeros(batch, dim, dstate)
-        h_init = [h]
-        for c in range(n_chunks - 1):
-            h = chunk_decay[:, c] * h + h_end_local[:, c]
-            h_init.append(h)
-        h = torch.stack(h_init, dim=1)  # (B, n, D, N)
-    else:
-        h = u_c.new_zeros(batch, 1, dim, dstate)
-
-    # Step 3: the recurrence inside all chunks in parallel.
-    ys = []
-    for t in range(steps):
-        h = torch.exp(dt_ch[t].unsqueeze(-1) * A_c) * h + x[t]
-        if c_shared:  # (B, n, D, N) @ (B, n, N, 1)
-            ys.append(torch.matmul(h, C_ch[t].transpose(-1, -2)).squeeze(-1))
-        else:
-            ys.append((h * C_ch[t]).sum(-1))
-    y = torch.stack(ys, dim=0)  # (T, B, n, D)
+    y, last = _ChunkedScan.apply(
+        to_chunks(dt), to_chunks(dt * u_c), A.to(dtype), bc_to_chunks(B, 'B'),
+        bc_to_chunks(C, 'C'))
     y = y.permute(1, 3, 2, 0).reshape(batch, dim, n_chunks * steps)
-    y = y[:, :, :seqlen]
-    out = _finish(y, u_c, D, z, u.dtype)
-    if return_last_state:
-        return out, h[:, -1]
-    return out
+    out = _finish(y[:, :, :seqlen], u_c, D, z, u.dtype)
+    return (out, last) if return_last_state else out

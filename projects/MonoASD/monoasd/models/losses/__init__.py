@@ -1,0 +1,9 @@
+from .affinity_loss import AffinityLoss
+from .align_select_loss import AlignSelectLoss, channel_standardize
+from .did_losses import (HeadingBinLoss, LaplacianAleatoricLoss,
+                         laplacian_aleatoric_loss)
+
+__all__ = [
+    'LaplacianAleatoricLoss', 'HeadingBinLoss', 'laplacian_aleatoric_loss',
+    'AlignSelectLoss', 'channel_standardize', 'AffinityLoss'
+]
