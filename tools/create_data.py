@@ -7,8 +7,10 @@ writes the v1 infos and ``update_pkl_infos`` turns them into v2 infos with
 ``cam_instances``. MonoASD then adds three per-instance fields to every
 ``cam_instances['CAM2']`` entry, taken from the matching label line:
 ``truncated``, ``occluded`` and ``kitti_bbox`` (the annotated 2D box;
-mmdet3d's ``bbox`` there is the projected 3D box). KittiDataset and
-KittiMetric read the files unchanged.
+mmdet3d's ``bbox`` there is the projected 3D box), and names label -1
+``DontCare`` in ``metainfo['categories']`` so that KittiMetric can read
+DontCare lines (mmdet3d 1.4 raises ``KeyError: -1`` on them otherwise).
+KittiDataset and KittiMetric read the files unchanged.
 
 Example::
 
@@ -101,21 +103,31 @@ def create_kitti_infos(root_path: str,
     os.makedirs(out_dir, exist_ok=True)
     summary = {}
     tmp = tempfile.mkdtemp(prefix='.infos_', dir=out_dir)
+    # v1 and v2 infos live in sibling folders: update_pkl_infos sleeps 5 s
+    # per file ("may overwrite") when its out_dir is part of pkl_path.
+    v1_dir, v2_dir = osp.join(tmp, 'v1'), osp.join(tmp, 'v2')
+    os.makedirs(v1_dir)
+    os.makedirs(v2_dir)
     try:
         kitti_converter.create_kitti_info_file(
-            root_path, pkl_prefix, with_plane=False, save_path=tmp,
+            root_path, pkl_prefix, with_plane=False, save_path=v1_dir,
             relative_path=True)
         for split in SPLITS:
-            path = osp.join(tmp, f'{pkl_prefix}_infos_{split}.pkl')
-            update_pkl_infos('kitti', out_dir=tmp, pkl_path=path)
+            name = f'{pkl_prefix}_infos_{split}.pkl'
+            update_pkl_infos('kitti', out_dir=v2_dir,
+                             pkl_path=osp.join(v1_dir, name))
+            path = osp.join(v2_dir, name)
             infos = mmengine.load(path)
             n_ins = add_kitti_fields(infos['data_list'])
+            # DontCare lines keep bbox_label -1; naming -1 lets KittiMetric
+            # turn them back into DontCare regions (else KeyError: -1).
+            infos['metainfo']['categories']['DontCare'] = -1
             mmengine.dump(infos, path)
             summary[split] = (osp.join(out_dir, osp.basename(path)),
                               len(infos['data_list']), n_ins)
         for split in SPLITS:
             name = f'{pkl_prefix}_infos_{split}.pkl'
-            os.replace(osp.join(tmp, name), osp.join(out_dir, name))
+            os.replace(osp.join(v2_dir, name), osp.join(out_dir, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

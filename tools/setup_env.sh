@@ -75,7 +75,7 @@ fi
 # 4. OpenMMLab stack. mmdet3d without its nuScenes/Lyft pins, plus what its imports need.
 "${PIP[@]}" install "mmengine==0.10.7" "mmdet==3.3.0" "opencv-python>=4.8,<5" \
     "numba>=0.58" "shapely>=2" pyquaternion trimesh "matplotlib>=3.7" scipy \
-    "scikit-image" "scikit-learn" cachetools "plyfile" "tqdm" "terminaltables" "pytest" "pytest-timeout" "rich" "prettytable"
+    "scikit-image" "scikit-learn" cachetools pandas "plyfile" "tqdm" "terminaltables" "pytest" "pytest-timeout" "rich" "prettytable"
 "${PIP[@]}" install --no-deps "mmdet3d==1.4.0" "nuscenes-devkit==1.1.11" "lyft_dataset_sdk==0.0.8"
 "${PIP[@]}" install --no-deps -e "$ROOT"
 

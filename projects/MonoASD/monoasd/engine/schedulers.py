@@ -33,7 +33,7 @@ class CosineWarmupLR(LRSchedulerMixin, _ParamScheduler):
             raise ValueError('warmup_steps must be positive')
         self.warmup_steps = warmup_steps
         self.start_lr = start_lr
-        super().__init__(optimizer, param_name='lr', **kwargs)
+        super().__init__(optimizer, **kwargs)
 
     def _get_value(self) -> list:
         progress = min(self.last_step, self.warmup_steps) / self.warmup_steps

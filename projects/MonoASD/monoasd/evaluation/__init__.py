@@ -1,0 +1,13 @@
+# Copyright (c) MonoASD contributors. All rights reserved.
+"""Evaluation helpers; importing this package gives KittiMetric a CPU path.
+
+See :mod:`monoasd.evaluation.kitti_cpu_iou` for what is patched and why.
+"""
+from .kitti_cpu_iou import (apply_kitti_cpu_iou_patch, kitti_iou_path,
+                            rotate_iou_cpu_eval)
+
+apply_kitti_cpu_iou_patch()
+
+__all__ = [
+    'apply_kitti_cpu_iou_patch', 'kitti_iou_path', 'rotate_iou_cpu_eval'
+]

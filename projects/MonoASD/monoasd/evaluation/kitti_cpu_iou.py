@@ -45,6 +45,7 @@ whereas the CUDA kernel works in float32, so the two agree to float32
 precision and the CPU result is the more accurate one.
 """
 import importlib
+import logging
 import math
 import sys
 import types
@@ -250,7 +251,9 @@ def apply_kitti_cpu_iou_patch(force_cpu: bool = False) -> str:
             path looks usable. Defaults to False.
 
     Returns:
-        str: ``'cuda'`` if mmdet3d's kernel is left in place, else ``'cpu'``.
+        str: ``'cuda'`` if mmdet3d's kernel is left in place, ``'cpu'`` if
+        the CPU implementation serves it, ``'unpatched'`` if mmdet3d's
+        evaluation package cannot be imported at all.
     """
     global _ACTIVE_PATH
     if _ACTIVE_PATH is not None and not (force_cpu
@@ -268,12 +271,27 @@ def apply_kitti_cpu_iou_patch(force_cpu: bool = False) -> str:
         return _ACTIVE_PATH
     if force_cpu:
         reason = 'CPU forced'
+    parent_name = ROTATE_IOU_MODULE.rpartition('.')[0]
+    try:
+        importlib.import_module(parent_name)
+    except Exception as exc:
+        # mmdet3d's evaluation package itself is broken (e.g. a missing
+        # optional dependency of another metric): KittiMetric cannot be
+        # used either, so leave everything alone; a later call retries.
+        print_log(
+            f'MonoASD: cannot import {parent_name} ({exc!r}); the KITTI '
+            'rotated-IoU CPU patch is not applied.',
+            logger='current',
+            level=logging.WARNING)
+        return 'unpatched'
     try:
         module = importlib.import_module(ROTATE_IOU_MODULE)
     except Exception as exc:
-        _install_cpu_module(f'{type(exc).__name__}: {exc}')
-        how = ('stand-in module (the original failed to import: '
-               f'{type(exc).__name__})')
+        # numba compiles the CUDA kernel while importing rotate_iou.py; on
+        # a machine without a CUDA driver that raises CudaSupportError.
+        _install_cpu_module(f'{type(exc).__name__}: {exc}'.strip())
+        how = ('stand-in rotate_iou module, the original failed to import '
+               f'with {type(exc).__name__}')
     else:
         module.rotate_iou_gpu_eval = rotate_iou_cpu_eval
         how = 'patched rotate_iou_gpu_eval'

@@ -2,8 +2,9 @@ from .affinity_loss import AffinityLoss
 from .align_select_loss import AlignSelectLoss, channel_standardize
 from .did_losses import (HeadingBinLoss, LaplacianAleatoricLoss,
                          laplacian_aleatoric_loss)
+from .head_distill_loss import DIDHeadDistillLoss, head_distill_mask
 
 __all__ = [
     'LaplacianAleatoricLoss', 'HeadingBinLoss', 'laplacian_aleatoric_loss',
-    'AlignSelectLoss', 'channel_standardize', 'AffinityLoss'
+    'AlignSelectLoss', 'channel_standardize', 'AffinityLoss', 'DIDHeadDistillLoss', 'head_distill_mask'
 ]

@@ -1,0 +1,17 @@
+# Tiny MonoASD for the synthetic mini-KITTI (CPU, minutes).
+_base_ = ['./did-m3d_dla34_tiny_mini-kitti-car_student.py']
+
+model = dict(
+    _delete_=True,
+    type='AlignSelectDistiller',
+    student={{_base_.model}},
+    teacher_ckpt='work_dirs/mini_kitti/teacher/latest_teacher.pth',
+    teacher_norm_eval=True,
+    feature_channels=(64, 128, 256, 512),
+    select=dict(type='ConvMamba', d_state=16, d_conv=4, expand=2),
+    loss_align_select=dict(type='AlignSelectLoss', loss_weight=10.0),
+    loss_affinity=dict(type='AffinityLoss', loss_weight=1.0),
+    loss_head=dict(type='DIDHeadDistillLoss'))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+model_wrapper_cfg = dict(
+    type='MMDistributedDataParallel', find_unused_parameters=True)

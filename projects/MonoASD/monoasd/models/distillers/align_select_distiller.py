@@ -1,0 +1,266 @@
+# Copyright (c) MonoASD contributors. All rights reserved.
+"""MonoASD's Align-and-Select distiller (spec B5)."""
+import logging
+from typing import Dict, List, Optional, Sequence, Union  # noqa: F401
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+from mmengine.runner.checkpoint import load_checkpoint
+from mmdet3d.registry import MODELS
+from mmdet3d.structures.det3d_data_sample import SampleList
+from torch import Tensor
+
+
+def _adapter(channels: int) -> nn.Sequential:
+    """Per-level student adapter: 3x3 conv + ReLU + 1x1 conv (spec B5.1)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(channels, channels, 1))
+
+
+def _tokens(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, H*W, C) in raster order."""
+    return x.flatten(2).transpose(1, 2)
+
+
+@MODELS.register_module()
+class AlignSelectDistiller(BaseModel):
+    """Distil a frozen depth teacher into an RGB student (MonoASD).
+
+    Training (:meth:`loss`): teacher forward (no grad) -> student forward ->
+    adapt -> align -> select -> fuse -> affinity, align-select and head
+    losses. The student's detection heads read its own raw features
+    (reference behaviour, quirk Q3). Inference (:meth:`predict`) runs only
+    the student (decision A5).
+
+    Feature distillation works for any mmdet3d monocular detector whose
+    ``extract_feat`` returns a tuple of maps with ``feature_channels``;
+    head distillation needs heads with DID-M3D's ``get_targets`` /
+    ``forward_train`` interface and is skipped otherwise.
+
+    Args:
+        student (dict): Student detector config.
+        teacher (dict, optional): Teacher detector config. Defaults to the
+            student's config with ``type='TeacherDetector'`` (same
+            architecture reading the depth input, decision A4).
+        teacher_ckpt (str, optional): Teacher checkpoint, loaded in
+            :meth:`init_weights`.
+        student_ckpt (str, optional): Student initialisation checkpoint.
+        teacher_norm_eval (bool): Keep the teacher in eval mode (frozen BN
+            statistics, corrected quirk Q6). Defaults to True.
+        teacher_trainable (bool): Let the teacher train. Defaults to False.
+        save_teacher (bool): Write the teacher's weights into checkpoints.
+            Defaults to False (they come from ``teacher_ckpt``).
+        feature_channels (Sequence[int]): Channels of the distilled levels,
+            finest first. Defaults to (64, 128, 256, 512).
+        align (dict): Per-level align module config; ``dim`` is filled in.
+        select (dict): Per-level select module config; ``d_model`` is
+            filled in. One is built for each side.
+        fusion (dict): Per-level fusion config; ``dim`` is filled in.
+        teacher_fusion (str): ``'cbr'`` (reference: a teacher-side fusion
+            CBR that receives no gradient, quirk Q7) or ``'identity'``
+            (corrected option (a): the affinity target is the teacher's raw
+            map).
+        loss_align_select (dict): :class:`AlignSelectLoss` config.
+        loss_affinity (dict): :class:`AffinityLoss` config.
+        loss_head (dict, optional): Head distillation config; None disables.
+        data_preprocessor (dict, optional): Defaults to the student's.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: Optional[dict] = None,
+                 teacher_ckpt: Optional[str] = None,
+                 student_ckpt: Optional[str] = None,
+                 teacher_norm_eval: bool = True,
+                 teacher_trainable: bool = False,
+                 save_teacher: bool = False,
+                 feature_channels: Sequence[int] = (64, 128, 256, 512),
+                 align: dict = dict(type='FeatureAlign'),
+                 select: dict = dict(type='ConvMamba'),
+                 fusion: dict = dict(type='FeatureFusion'),
+                 teacher_fusion: str = 'cbr',
+                 loss_align_select: dict = dict(type='AlignSelectLoss'),
+                 loss_affinity: dict = dict(type='AffinityLoss'),
+                 loss_head: Optional[dict] = dict(type='DIDHeadDistillLoss'),
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = student.get('data_preprocessor')
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if teacher_fusion not in ('cbr', 'identity'):
+            raise ValueError("teacher_fusion must be 'cbr' or 'identity', "
+                             f'got {teacher_fusion!r}')
+        if teacher is None:
+            teacher = dict(student, type='TeacherDetector')
+        self.student = MODELS.build(student)
+        self.teacher = MODELS.build(teacher)
+        self.teacher_ckpt = teacher_ckpt
+        self.student_ckpt = student_ckpt
+        self.teacher_norm_eval = teacher_norm_eval
+        self.teacher_trainable = teacher_trainable
+        self.save_teacher = save_teacher
+        self.teacher_fusion = teacher_fusion
+        if not teacher_trainable:
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+        chans = tuple(feature_channels)
+        self.feature_channels = chans
+        self.adapters = nn.ModuleList(_adapter(c) for c in chans)
+        self.aligns = nn.ModuleList(
+            MODELS.build(dict(align, dim=c)) for c in chans)
+        self.selects_s = nn.ModuleList(
+            MODELS.build(dict(select, d_model=c)) for c in chans)
+        self.selects_t = nn.ModuleList(
+            MODELS.build(dict(select, d_model=c)) for c in chans)
+        self.fusions_s = nn.ModuleList(
+            MODELS.build(dict(fusion, dim=c)) for c in chans)
+        self.fusions_t = nn.ModuleList(
+            MODELS.build(dict(fusion, dim=c))
+            for c in chans) if teacher_fusion == 'cbr' else None
+        self.loss_align_select = MODELS.build(loss_align_select)
+        self.loss_affinity = MODELS.build(loss_affinity)
+        self.loss_head = MODELS.build(loss_head) if loss_head else None
+        self._register_load_state_dict_pre_hook(self._fill_teacher_keys)
+
+    # ------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """Initialise, then load the teacher (and student) checkpoints."""
+        super().init_weights()
+        for name, ckpt in (('teacher', self.teacher_ckpt),
+                           ('student', self.student_ckpt)):
+            if ckpt:
+                load_checkpoint(getattr(self, name), ckpt, map_location='cpu',
+                                strict=True)
+                print_log(f'loaded {name} weights from {ckpt}', 'current')
+        if self.teacher_ckpt is None and not self.teacher_trainable:
+            print_log(
+                'AlignSelectDistiller has no teacher_ckpt: the frozen '
+                'teacher keeps its initial weights', 'current',
+                level=logging.WARNING)
+
+    def state_dict(self, *args, **kwargs) -> Dict[str, Tensor]:
+        """State dict without the teacher unless ``save_teacher``."""
+        state = super().state_dict(*args, **kwargs)
+        if self.save_teacher:
+            return state
+        prefix = kwargs.get('prefix', args[1] if len(args) > 1 else '')
+        for key in [k for k in state if k.startswith(prefix + 'teacher.')]:
+            del state[key]
+        return state
+
+    def _fill_teacher_keys(self, state_dict, prefix, *args) -> None:
+        """Use the current teacher weights for keys the checkpoint lacks."""
+        for key, value in self.teacher.state_dict().items():
+            full = f'{prefix}teacher.{key}'
+            if full not in state_dict:
+                state_dict[full] = value
+
+    def train(self, mode: bool = True) -> 'AlignSelectDistiller':
+        """Set training mode; the teacher stays in eval with
+        ``teacher_norm_eval``."""
+        super().train(mode)
+        if self.teacher_norm_eval:
+            self.teacher.eval()
+        return self
+
+    # ------------------------------------------------------------ forward
+    def forward(self,
+                inputs: Dict[str, Tensor],
+                data_samples: Optional[SampleList] = None,
+                mode: str = 'tensor'):
+        """Dispatch to :meth:`loss`, :meth:`predict` or :meth:`_forward`."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise RuntimeError(f'Invalid mode "{mode}"')
+
+    def _forward(self, inputs, data_samples=None):
+        return self.student._forward(inputs, data_samples)
+
+    def predict(self, inputs: Dict[str, Tensor],
+                data_samples: SampleList) -> SampleList:
+        """Inference with the student alone."""
+        return self.student.predict(inputs, data_samples)
+
+    def distill_features(self, s_feats: Sequence[Tensor],
+                         t_feats: Sequence[Tensor]) -> Dict[str, Tensor]:
+        """Adapt, align, select and fuse; return the feature losses.
+
+        Args:
+            s_feats (Sequence[Tensor]): Student maps, finest first.
+            t_feats (Sequence[Tensor]): Teacher maps, same shapes.
+
+        Returns:
+            dict: ``loss_align_select`` and ``loss_affinity``.
+        """
+        if len(s_feats) != len(self.feature_channels) or \
+                len(t_feats) != len(s_feats):
+            raise ValueError(
+                f'distiller expects {len(self.feature_channels)} feature '
+                f'levels, got {len(s_feats)} (student) and {len(t_feats)} '
+                '(teacher); set feature_channels')
+        adapted = [a(s) for a, s in zip(self.adapters, s_feats)]
+        teacher = [t.detach() for t in t_feats]
+        aligned_s: List[Tensor] = []
+        aligned_t: List[Tensor] = []
+        for align, s, t in zip(self.aligns, adapted, teacher):
+            a_s, a_t = align(s, t)
+            aligned_s.append(a_s)
+            aligned_t.append(a_t)
+        # select runs on the un-aligned maps; outputs are (B, C, L)
+        sel_s = [m(_tokens(s)).transpose(1, 2)
+                 for m, s in zip(self.selects_s, adapted)]
+        sel_t = [m(_tokens(t)).transpose(1, 2)
+                 for m, t in zip(self.selects_t, teacher)]
+        fused_s = [f(s, a, sel) for f, s, a, sel in zip(
+            self.fusions_s, adapted, aligned_s, sel_s)]
+        if self.fusions_t is not None:
+            fused_t = [f(t, a, sel) for f, t, a, sel in zip(
+                self.fusions_t, teacher, aligned_t, sel_t)]
+        else:
+            fused_t = teacher
+        return dict(
+            loss_align_select=self.loss_align_select(aligned_s, aligned_t,
+                                                     sel_s, sel_t),
+            loss_affinity=self.loss_affinity(fused_s, fused_t))
+
+    def loss(self, inputs: Dict[str, Tensor],
+             data_samples: SampleList) -> Dict[str, Tensor]:
+        """Student detection losses plus ``distill.loss_*`` terms."""
+        with torch.set_grad_enabled(self.teacher_trainable):
+            t_feats = self.teacher.extract_feat(inputs)
+        s_feats = self.student.extract_feat(inputs)
+        s_head, t_head = self.student.bbox_head, self.teacher.bbox_head
+        does_head_kd = self.loss_head is not None and hasattr(
+            s_head, 'forward_train')
+
+        if does_head_kd:
+            targets = s_head.get_targets(data_samples,
+                                         inputs.get('depth_map'),
+                                         s_feats[0].shape[-2:])
+            s_out = s_head.forward_train(s_feats[0], targets)
+            losses = s_head.loss_by_outputs(s_out, targets)
+            with torch.set_grad_enabled(self.teacher_trainable):
+                t_out = t_head.forward_train(t_feats[0], targets)
+        else:
+            losses = self.student.bbox_head.loss(s_feats, data_samples)
+
+        for name, value in self.distill_features(s_feats, t_feats).items():
+            losses[f'distill.{name}'] = value
+        if does_head_kd:
+            for name, value in self.loss_head(s_out, t_out, targets).items():
+                losses[f'distill.loss_head_{name}'] = value
+        return losses
+
+    def extract_feat(self, inputs: Dict[str, Tensor]) -> Union[tuple, list]:
+        """Student features (what is deployed)."""
+        return self.student.extract_feat(inputs)
