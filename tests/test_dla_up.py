@@ -35,10 +35,8 @@ def test_dla_up_output_shapes(backbone_feats):
         (64, 24, 80), (128, 12, 40), (256, 6, 20), (512, 3, 10)]
     with torch.no_grad():
         outs = neck(backbone_feats)
-    assert [tuple(o.shape) for o in outs] == [(2, 64, 24, 80),
-                                             (2, 128, 12, 40),
-                                             (2, 256, 6, 20),
-                                             (2, 512, 3, 10)]
+    assert [tuple(o.shape) for o in outs] == [
+        (2, 64, 24, 80), (2, 128, 12, 40), (2, 256, 6, 20), (2, 512, 3, 10)]
     # the stride-32 map is the raw backbone level 5, not a DLA-Up product
     assert torch.equal(outs[3], backbone_feats[5])
     assert all(torch.isfinite(o).all() for o in outs)
@@ -108,9 +106,7 @@ def test_dla_up_in_indices():
     feats = [torch.randn(1, c, 32 // s, 64 // s)
              for c, s in zip((8, 16, 32, 64), (1, 2, 4, 8))]
     outs = neck(feats)
-    assert [tuple(o.shape) for o in outs] == [(1, 8, 32, 64),
-                                             (1, 16, 16, 32),
-                                             (1, 32, 8, 16),
-                                             (1, 64, 4, 8)]
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 8, 32, 64), (1, 16, 16, 32), (1, 32, 8, 16), (1, 64, 4, 8)]
     with pytest.raises(ValueError):
         DLAUp(in_channels=(8, 16, 32))

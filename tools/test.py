@@ -5,8 +5,12 @@
 test image (KittiMetric's test-server format) instead of computing APs.
 """
 import argparse
+import json
 import os
 import os.path as osp
+import time
+
+import torch
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
@@ -22,6 +26,11 @@ def parse_args(argv=None):
                         help='only write KITTI result files')
     parser.add_argument('--submission-prefix',
                         help='folder of the KITTI result files')
+    parser.add_argument('--out-json',
+                        help='write the metrics (and timing) to this file')
+    parser.add_argument(
+        '--benchmark-images', type=int, default=0,
+        help='also time inference on this many test images (batch 1)')
     parser.add_argument('--show-dir',
                         help='save drawn predictions into this folder')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -59,12 +68,40 @@ def build_cfg(args) -> Config:
     return cfg
 
 
+def benchmark_inference(runner, num_images: int, warmup: int = 2) -> float:
+    """Milliseconds per image of ``model.test_step`` at batch size 1,
+    data loading excluded."""
+    dataset = runner.test_dataloader.dataset
+    collate = runner.test_dataloader.collate_fn
+    model = runner.model
+    model.eval()
+    num_images = min(num_images, len(dataset))
+    batches = [collate([dataset[i]]) for i in range(num_images)]
+    times = []
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            start = time.perf_counter()
+            model.test_step(batch)
+            if i >= min(warmup, num_images - 1):
+                times.append(time.perf_counter() - start)
+    return 1000.0 * sum(times) / max(len(times), 1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
         else RUNNERS.build(cfg)
-    return runner.test()
+    metrics = runner.test()
+    if args.benchmark_images > 0:
+        metrics['infer_ms_per_image'] = benchmark_inference(
+            runner, args.benchmark_images)
+        runner.logger.info('inference: '
+                           f'{metrics["infer_ms_per_image"]:.1f} ms/image')
+    if args.out_json:
+        with open(args.out_json, 'w') as f:
+            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
+    return metrics
 
 
 if __name__ == '__main__':

@@ -572,8 +572,9 @@ class DIDM3DHead(BaseModule):
         size2d = dense['size_2d'].flatten(2)[batch_idx, :, idx]
 
         conf = torch.exp(-torch.exp(0.5 * rois['ins_depth_uncer'])).flatten(1)
-        depth = (rois['ins_depth'].flatten(1) * conf).sum(1) / conf.sum(1)
-        depth_conf = (conf**2).sum(1) / conf.sum(1)
+        conf_sum = conf.sum(1).clamp(min=torch.finfo(conf.dtype).tiny)
+        depth = (rois['ins_depth'].flatten(1) * conf).sum(1) / conf_sum
+        depth_conf = (conf**2).sum(1) / conf_sum
 
         t = trans[batch_idx]
         cam = cams[batch_idx]
@@ -600,7 +601,8 @@ class DIDM3DHead(BaseModule):
 
         flat_scores = scores.reshape(-1)
         keep = (flat_scores > self.score_thr) & (hwl > 0).all(dim=1) & \
-            (depth > 0)
+            (depth > 0) & torch.isfinite(boxes_3d).all(dim=1) & \
+            torch.isfinite(boxes_2d).all(dim=1)
         final_scores = flat_scores * depth_conf
         results_3d, results_2d = [], []
         for b in range(bsz):
