@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 
 import monoasd  # noqa: F401  (applies the safe loader)
 from monoasd.utils import (UnsafeCheckpointError, add_checkpoint_safe_globals,
-                           apply_safe_checkpoint_loading,
-                           load_from_local_safe)
+                           apply_safe_checkpoint_loading)
 from monoasd.utils import checkpoint as checkpoint_module
+from monoasd.utils import load_from_local_safe
 
 MAX_ITERS = 2
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 from mmcv.transforms import Compose
+from mmdet3d.registry import DATASETS, MODELS, TRANSFORMS
+from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
 import monoasd  # noqa: F401  (registers the plugin)
-from mmdet3d.registry import DATASETS, MODELS, TRANSFORMS
-from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
 from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          MonoAffineAug, MonoColorJitter,
                                          PackMonoDepthInputs, flip_camera,

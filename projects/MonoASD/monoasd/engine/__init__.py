@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-from .hooks import *  # noqa: F401,F403
+from .hooks import HTLHook
 from .schedulers import CosineWarmupLR
 
-__all__ = ['CosineWarmupLR']
+__all__ = ['HTLHook', 'CosineWarmupLR']

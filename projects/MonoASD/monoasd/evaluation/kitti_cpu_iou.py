@@ -3,11 +3,16 @@
 mmdet3d's :class:`~mmdet3d.evaluation.metrics.KittiMetric` evaluates with
 ``mmdet3d/evaluation/functional/kitti_utils/eval.py``, whose
 ``bev_box_overlap`` and ``d3_box_overlap`` obtain rotated BEV overlaps from
-``rotate_iou_gpu_eval`` in ``kitti_utils/rotate_iou.py``. That function is a
-numba CUDA kernel: it needs a CUDA driver and a working numba CUDA target,
-so on a CPU-only machine the BEV and 3D APs cannot be computed at all.
+``rotate_iou_gpu_eval`` in ``kitti_utils/rotate_iou.py``. That is a numba
+CUDA kernel declared with an explicit signature, so numba compiles it while
+the module is *imported*; without a CUDA driver (numba 0.68 still ships its
+built-in CUDA target) the import raises ``CudaSupportError`` ("CUDA driver
+library cannot be found"). ``eval.py`` imports the module lazily inside
+those two functions, so the failure surfaces when KittiMetric computes the
+BEV/3D APs, and a CPU-only machine cannot evaluate at all.
 
-What is patched, and how:
+What is patched, and how (by :func:`apply_kitti_cpu_iou_patch`, which
+``import monoasd`` runs once):
 
 * ``eval.py`` does not bind ``rotate_iou_gpu_eval`` at import time; both
   callers run ``from .rotate_iou import rotate_iou_gpu_eval`` on every call.
@@ -15,13 +20,13 @@ What is patched, and how:
   ``mmdet3d.evaluation.functional.kitti_utils.rotate_iou`` is therefore
   enough to redirect the metric, and neither ``eval.py`` nor ``KittiMetric``
   is modified.
-* If that module cannot even be imported (numba without a CUDA target, or a
-  CUDA target that fails while compiling its kernel), a stand-in module of
-  the same name that holds only the CPU implementation is put into
-  ``sys.modules`` (and onto its parent package), so the relative import in
-  ``eval.py`` still resolves.
+* If that module cannot be imported (the case above, or numba without a
+  CUDA target), a stand-in module of the same name that holds only the CPU
+  implementation is put into ``sys.modules`` (and onto its parent package),
+  so the relative import in ``eval.py`` resolves to it.
 * When ``torch.cuda.is_available()`` and ``numba.cuda.is_available()`` both
-  hold, nothing is patched and mmdet3d's CUDA kernel runs as before.
+  hold and the kernel module imports (compiles), nothing is patched and
+  mmdet3d's CUDA kernel runs as before.
 
 The CPU implementation, :func:`rotate_iou_cpu_eval`, has the semantics of
 ``rotate_iou_gpu_eval(boxes, query_boxes, criterion)``:
@@ -262,13 +267,7 @@ def apply_kitti_cpu_iou_patch(force_cpu: bool = False) -> str:
     from mmengine.logging import print_log
 
     usable, reason = _cuda_path_usable()
-    if usable and not force_cpu:
-        _ACTIVE_PATH = 'cuda'
-        print_log(
-            'MonoASD: KITTI rotated IoU uses mmdet3d\'s numba CUDA kernel '
-            f'({reason}).',
-            logger='current')
-        return _ACTIVE_PATH
+    use_cuda = usable and not force_cpu
     if force_cpu:
         reason = 'CPU forced'
     parent_name = ROTATE_IOU_MODULE.rpartition('.')[0]
@@ -285,14 +284,25 @@ def apply_kitti_cpu_iou_patch(force_cpu: bool = False) -> str:
             level=logging.WARNING)
         return 'unpatched'
     try:
+        # numba compiles the CUDA kernel while importing rotate_iou.py
+        # (explicit signature); without a CUDA driver that raises
+        # CudaSupportError, so the import doubles as a check of the kernel.
         module = importlib.import_module(ROTATE_IOU_MODULE)
     except Exception as exc:
-        # numba compiles the CUDA kernel while importing rotate_iou.py; on
-        # a machine without a CUDA driver that raises CudaSupportError.
+        if use_cuda:
+            reason = ('mmdet3d\'s numba CUDA kernel failed to compile '
+                      f'({type(exc).__name__})')
         _install_cpu_module(f'{type(exc).__name__}: {exc}'.strip())
         how = ('stand-in rotate_iou module, the original failed to import '
                f'with {type(exc).__name__}')
     else:
+        if use_cuda:
+            _ACTIVE_PATH = 'cuda'
+            print_log(
+                'MonoASD: KITTI rotated IoU uses mmdet3d\'s numba CUDA '
+                f'kernel ({reason}).',
+                logger='current')
+            return _ACTIVE_PATH
         module.rotate_iou_gpu_eval = rotate_iou_cpu_eval
         how = 'patched rotate_iou_gpu_eval'
     _ACTIVE_PATH = 'cpu'

@@ -59,6 +59,11 @@ class AlignSelectDistiller(BaseModel):
         select (dict): Per-level select module config; ``d_model`` is
             filled in. One is built for each side.
         fusion (dict): Per-level fusion config; ``dim`` is filled in.
+        teacher_input_key (str, optional): Feed ``inputs[key]`` to the
+            teacher as its ``'imgs'``, so that any mmdet3d monocular
+            detector (which reads ``'imgs'``) can be a depth teacher, e.g.
+            ``'depth_imgs'``. Defaults to None (the teacher picks its input,
+            as :class:`TeacherDetector` does).
         teacher_fusion (str): ``'cbr'`` (reference: a teacher-side fusion
             CBR that receives no gradient, quirk Q7) or ``'identity'``
             (corrected option (a): the affinity target is the teacher's raw
@@ -82,6 +87,7 @@ class AlignSelectDistiller(BaseModel):
                  align: dict = dict(type='FeatureAlign'),
                  select: dict = dict(type='ConvMamba'),
                  fusion: dict = dict(type='FeatureFusion'),
+                 teacher_input_key: Optional[str] = None,
                  teacher_fusion: str = 'cbr',
                  loss_align_select: dict = dict(type='AlignSelectLoss'),
                  loss_affinity: dict = dict(type='AffinityLoss'),
@@ -105,6 +111,7 @@ class AlignSelectDistiller(BaseModel):
         self.teacher_trainable = teacher_trainable
         self.save_teacher = save_teacher
         self.teacher_fusion = teacher_fusion
+        self.teacher_input_key = teacher_input_key
         if not teacher_trainable:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
@@ -236,8 +243,11 @@ class AlignSelectDistiller(BaseModel):
     def loss(self, inputs: Dict[str, Tensor],
              data_samples: SampleList) -> Dict[str, Tensor]:
         """Student detection losses plus ``distill.loss_*`` terms."""
+        t_inputs = inputs
+        if self.teacher_input_key is not None:
+            t_inputs = dict(inputs, imgs=inputs[self.teacher_input_key])
         with torch.set_grad_enabled(self.teacher_trainable):
-            t_feats = self.teacher.extract_feat(inputs)
+            t_feats = self.teacher.extract_feat(t_inputs)
         s_feats = self.student.extract_feat(inputs)
         s_head, t_head = self.student.bbox_head, self.teacher.bbox_head
         does_head_kd = self.loss_head is not None and hasattr(

@@ -20,7 +20,7 @@ serves as the reference in tests.
 """
 import logging
 import math
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -252,13 +252,15 @@ def selective_scan_ref(u: Tensor,
     A_c = A.to(dtype)
     B_c = _canonical_bc(B.to(dtype), 'B', batch, dim, dstate, seqlen)
     C_c = _canonical_bc(C.to(dtype), 'C', batch, dim, dstate, seqlen)
+    # unbind: indexing step by step would make the backward O(L^2).
+    dt_steps = dt.unsqueeze(-1).unbind(2)  # L x (B, D, 1)
+    u_steps = u_c.unsqueeze(-1).unbind(2)
+    b_steps = B_c.unbind(2) if B_c.shape[2] > 1 else B_c.unbind(2) * seqlen
+    c_steps = C_c.unbind(2) if C_c.shape[2] > 1 else C_c.unbind(2) * seqlen
     h = u_c.new_zeros(batch, dim, dstate)
     ys = []
-    for t in range(seqlen):
-        dt_t = dt[:, :, t, None]  # (B, D, 1)
-        b_t = B_c[:, :, min(t, B_c.shape[2] - 1)]  # (B|1, D|1, N)
-        c_t = C_c[:, :, min(t, C_c.shape[2] - 1)]
-        h = torch.exp(dt_t * A_c) * h + dt_t * b_t * u_c[:, :, t, None]
+    for dt_t, u_t, b_t, c_t in zip(dt_steps, u_steps, b_steps, c_steps):
+        h = torch.exp(dt_t * A_c) * h + dt_t * b_t * u_t
         ys.append((h * c_t).sum(-1))
     y = torch.stack(ys, dim=-1)
     out = _finish(y, u_c, D, z, u.dtype)
@@ -285,8 +287,38 @@ def _sum_to(x: Tensor, shape: Tuple[int, ...]) -> Tensor:
 
 
 def _decay(dt: Tensor, A: Tensor) -> Tensor:
-    """exp(dt * A): (B, n, D) x (D, N) -> (B, n, D, N)."""
+    """exp(dt * A): (..., D) x (D, N) -> (..., D, N)."""
     return torch.exp(dt.unsqueeze(-1) * A)
+
+
+#: Elements per ``exp`` call when decays are computed for several steps at
+#: once: small calls pay threading overhead, huge ones cost memory.
+_DECAY_BLOCK_ELEMS = 1 << 21
+
+
+def _iter_decays(dt: Tensor, A: Tensor,
+                 reverse: bool = False) -> Iterator[Tuple[int, Tensor]]:
+    """Yield ``(t, exp(dt[t] A))`` for every step, in blocks of steps.
+
+    Args:
+        dt (Tensor): (T, B, n, D).
+        A (Tensor): (D, N).
+        reverse (bool): Go from the last step to the first.
+
+    Yields:
+        tuple[int, Tensor]: The step and its decay (B, n, D, N).
+    """
+    steps = dt.shape[0]
+    per_step = max(1, dt[0].numel() * A.shape[1])
+    block = max(1, min(steps, _DECAY_BLOCK_ELEMS // per_step))
+    firsts = range(0, steps, block)
+    for first in (reversed(firsts) if reverse else firsts):
+        last = min(first + block, steps)
+        decays = _decay(dt[first:last], A)
+        order = range(last - 1, first - 1, -1) if reverse else range(
+            first, last)
+        for t in order:
+            yield t, decays[t - first]
 
 
 def _outer(vec: Tensor, mat: Tensor) -> Tensor:
@@ -337,9 +369,9 @@ def _chunk_start_states(dt: Tensor, du: Tensor, A: Tensor,
     if n_chunks == 1:
         return starts
     # The state each chunk reaches from a zero start.
-    local = _outer(du[0], _at(B, 0))
-    for t in range(1, steps):
-        local.mul_(_decay(dt[t], A)).add_(_outer(du[t], _at(B, t)))
+    local = torch.zeros_like(starts)
+    for t, decay in _iter_decays(dt, A):
+        local.mul_(decay).add_(_outer(du[t], _at(B, t)))
     # Carry across chunks with the decay of a whole chunk.
     chunk_decay = _decay(dt.sum(0), A)
     for c in range(1, n_chunks):
@@ -376,8 +408,8 @@ class _ChunkedScan(torch.autograd.Function):
         starts = _chunk_start_states(dt, du, A, B)
         state = starts.clone()
         ys = dt.new_empty(dt.shape)
-        for t in range(dt.shape[0]):
-            state.mul_(_decay(dt[t], A)).add_(_outer(du[t], _at(B, t)))
+        for t, decay in _iter_decays(dt, A):
+            state.mul_(decay).add_(_outer(du[t], _at(B, t)))
             ys[t] = _contract_state(state, _at(C, t))
         ctx.save_for_backward(dt, du, A, B, C, starts)
         return ys, state[:, -1].clone()
@@ -392,9 +424,8 @@ class _ChunkedScan(torch.autograd.Function):
         # needed: storing them too would double the transient memory).
         states = []
         state = starts
-        for t in range(steps):
-            state = torch.addcmul(
-                _outer(du[t], _at(B, t)), _decay(dt[t], A), state)
+        for t, decay in _iter_decays(dt, A):
+            state = torch.addcmul(_outer(du[t], _at(B, t)), decay, state)
             states.append(state)
 
         # Adjoint entering each chunk from its right end.
@@ -402,11 +433,11 @@ class _ChunkedScan(torch.autograd.Function):
         if g_last is not None:
             incoming[:, -1] = g_last
         if n_chunks > 1:
-            local = _outer(g_y[-1], _at(C, steps - 1))
-            for t in range(steps - 2, -1, -1):
-                local.mul_(_decay(dt[t + 1], A))
-                local.add_(_outer(g_y[t], _at(C, t)))
-            local.mul_(_decay(dt[0], A))
+            # Sum over t of C_t gy_t * exp(A * sum_{r<=t} dt_r), i.e. the
+            # adjoint leaving each chunk on its left, from a zero start.
+            local = torch.zeros_like(starts)
+            for t, decay in _iter_decays(dt, A, reverse=True):
+                local.add_(_outer(g_y[t], _at(C, t))).mul_(decay)
             chunk_decay = _decay(dt.sum(0), A)
             for c in range(n_chunks - 1, 0, -1):
                 torch.addcmul(local[:, c], chunk_decay[:, c],
@@ -419,9 +450,8 @@ class _ChunkedScan(torch.autograd.Function):
         g_C = torch.zeros_like(C) if C.shape[0] == 1 else torch.empty_like(C)
         b_shape, c_shape = tuple(B.shape[1:]), tuple(C.shape[1:])
         lam = incoming
-        for t in range(steps - 1, -1, -1):
-            lam = lam.add(_outer(g_y[t], _at(C, t)))  # dL/dh_t
-            decay = _decay(dt[t], A)
+        for t, decay in _iter_decays(dt, A, reverse=True):
+            lam.add_(_outer(g_y[t], _at(C, t)))  # dL/dh_t
             prev = states[t - 1] if t > 0 else starts
             g_log_decay = lam * prev * decay  # dL/d(dt_t A)
             g_dt[t] = (g_log_decay * A).sum(-1)
@@ -438,7 +468,7 @@ class _ChunkedScan(torch.autograd.Function):
             else:
                 g_C[t] = gc
             states[t] = None  # free as we go
-            lam = lam.mul_(decay)
+            lam.mul_(decay)
         return g_dt, g_du, g_A.sum((0, 1)), g_B, g_C
 
 
