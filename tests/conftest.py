@@ -36,3 +36,16 @@ def mini_kitti(tmp_path_factory):
     assert gen.main(argv) == 0
     summary = create_data.create_kitti_infos(str(root))
     return root, summary
+
+
+@pytest.fixture(autouse=True)
+def mmdet3d_default_scope():
+    """Every test starts in mmdet3d's registry scope.
+
+    A Runner built by one test (e.g. with ``default_scope='mmengine'``)
+    leaves its scope as mmengine's current one; later tests that build
+    mmdet3d components by name must not depend on test order.
+    """
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet3d')
+    yield

@@ -18,7 +18,8 @@ from conftest import import_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / 'configs/monoasd/monoasd_dla34_tiny_mini-kitti-car.py'
-STUDENT_CFG = ROOT / 'configs/monoasd/did-m3d_dla34_tiny_mini-kitti-car_student.py'
+STUDENT_CFG = (ROOT / 'configs/monoasd/'
+               'did-m3d_dla34_tiny_mini-kitti-car_student.py')
 
 
 def small_cfg(path=CFG):

@@ -1,7 +1,10 @@
 """Tests of the MonoASD data transforms and data preprocessor (spec B1)."""
 import copy
+import importlib
 import math
 import os.path as osp
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +15,7 @@ from mmdet3d.registry import DATASETS, MODELS, TRANSFORMS
 from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 import monoasd  # noqa: F401  (registers the plugin)
 from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
@@ -22,6 +25,7 @@ from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          project)
 from monoasd.models.data_preprocessors import MonoDepthDataPreprocessor
 
+TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'monoasd',
                   'did-m3d_dla34_tiny_mini-kitti-car_teacher.py')
 
@@ -39,6 +43,13 @@ EIG_VAL = np.array([0.2141788, 0.01817699, 0.00341571])
 EIG_VEC = np.array([[-0.58752847, -0.69563484, 0.41340352],
                     [-0.5832747, 0.00994535, -0.81221408],
                     [-0.56089297, 0.71832671, 0.41158938]])
+
+
+@pytest.fixture(autouse=True, scope='module')
+def mmdet3d_scope():
+    """Build from mmdet3d's registries whatever scope other tests left."""
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        yield
 
 
 # ---------------------------------------------------------------------------
@@ -253,6 +264,26 @@ def test_load_dense_depth_pads_crop(tmp_path):
     np.testing.assert_array_equal(out[:, 7:], np.tile(out[:, 6:7], (1, 3)))
 
 
+def test_load_dense_depth_undoes_generator_crop(tmp_path):
+    """The synthetic generator's crop (KITTI depth-completion layout) is
+    padded back onto the pixels it came from."""
+    if str(TOOLS_DIR) not in sys.path:
+        sys.path.insert(0, str(TOOLS_DIR))
+    gen = importlib.import_module('create_synthetic_kitti')
+    full = np.random.RandomState(2).uniform(1, 80, (H, W))
+    crop = gen.crop_depth(full, gen.depth_crop_size(W, H))
+    results, depth_path = _depth_results(tmp_path)
+    results['img_shape'] = (H, W)
+    assert cv2.imwrite(str(depth_path), gen.encode_depth(crop))
+    out = LoadDenseDepth()(results)['depth_map']
+    ch, cw = crop.shape
+    left = (W - cw) // 2
+    region = (slice(H - ch, H), slice(left, left + cw))
+    np.testing.assert_allclose(out[region], full[region],
+                               atol=0.5 / 256 + 1e-6)
+    assert out.shape == (H, W) and ch < H and cw < W
+
+
 def test_load_dense_depth_errors_name_the_file(tmp_path):
     results, depth_path = _depth_results(tmp_path)
     load = LoadDenseDepth()
@@ -260,7 +291,7 @@ def test_load_dense_depth_errors_name_the_file(tmp_path):
         load(dict(results))
     assert str(depth_path) in str(err.value)
     depth_path.write_bytes(np.random.RandomState(0).bytes(300))
-    with pytest.raises(Exception) as err:
+    with pytest.raises(OSError) as err:
         load(dict(results))
     assert str(depth_path) in str(err.value)
     assert cv2.imwrite(str(depth_path), np.full((7, 10), 9, np.uint8))
@@ -692,7 +723,6 @@ def test_preprocessor_normalises_and_builds_teacher_input():
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def teacher_cfg(mini_kitti):
-    init_default_scope('mmdet3d')
     cfg = Config.fromfile(CONFIG)
     root = str(mini_kitti[0]) + '/'
     for loader in ('train_dataloader', 'val_dataloader'):

@@ -46,11 +46,11 @@ teacher_test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4,
-    num_workers=2,
+    num_workers=1,
     dataset=dict(data_root=data_root, pipeline=_train_pipeline))
 val_dataloader = dict(
     batch_size=4,
-    num_workers=2,
+    num_workers=1,
     dataset=dict(data_root=data_root, pipeline=_test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'kitti_infos_val.pkl')

@@ -156,13 +156,12 @@ class ConvMamba(nn.Module):
         Returns:
             Tensor: (B, C', L).
         """
-        if self.causal_conv:
-            x = F.pad(x, (self.d_conv - 1, 0))
-            padding = 0
-        else:
-            padding = 'same'
-        return F.conv1d(
-            x, conv.weight, conv.bias, padding=padding, groups=self.d_branch)
+        total = self.d_conv - 1
+        # 'same' pads total // 2 on the left, as PyTorch's padding='same'
+        # (written out: PyTorch warns about even kernels).
+        left = total if self.causal_conv else total // 2
+        x = F.pad(x, (left, total - left))
+        return F.conv1d(x, conv.weight, conv.bias, groups=self.d_branch)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Mix the tokens.

@@ -24,9 +24,9 @@ from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from mmengine.logging import print_log
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 ScanOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -142,7 +142,7 @@ def selective_scan_fn(u: Tensor,
 
 
 def _compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (as mamba_ssm)."""
+    """float32 as in mamba_ssm, but float64 inputs stay float64."""
     if any(t is not None and t.dtype == torch.float64 for t in tensors):
         return torch.float64
     return torch.float32
@@ -151,9 +151,9 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
 def _check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
                   C: Tensor) -> None:
     """Validate the shapes shared by both implementations."""
-    if u.dim() != 3 or delta.shape != u.shape:
+    if u.dim() != 3 or delta.shape != u.shape or u.shape[2] < 1:
         raise ValueError('selective_scan: u and delta must both be '
-                         f'(B, D, L), got {tuple(u.shape)} and '
+                         f'(B, D, L) with L >= 1, got {tuple(u.shape)} and '
                          f'{tuple(delta.shape)}.')
     if A.is_complex():
         raise NotImplementedError(
@@ -405,12 +405,14 @@ class _ChunkedScan(torch.autograd.Function):
             tuple[Tensor, Tensor]: y (T, B, n, D) and the state after the
             last step of the last chunk (B, D, N).
         """
-        starts = _chunk_start_states(dt, du, A, B)
-        state = starts.clone()
-        ys = dt.new_empty(dt.shape)
-        for t, decay in _iter_decays(dt, A):
-            state.mul_(decay).add_(_outer(du[t], _at(B, t)))
-            ys[t] = _contract_state(state, _at(C, t))
+        # The core stays in the inputs' precision under autocast.
+        with torch.autocast(dt.device.type, enabled=False):
+            starts = _chunk_start_states(dt, du, A, B)
+            state = starts.clone()
+            ys = dt.new_empty(dt.shape)
+            for t, decay in _iter_decays(dt, A):
+                state.mul_(decay).add_(_outer(du[t], _at(B, t)))
+                ys[t] = _contract_state(state, _at(C, t))
         ctx.save_for_backward(dt, du, A, B, C, starts)
         return ys, state[:, -1].clone()
 
@@ -419,6 +421,15 @@ class _ChunkedScan(torch.autograd.Function):
     def backward(ctx, g_y: Tensor, g_last: Tensor) -> Tuple[Tensor, ...]:
         """Gradients for dt, du, A, B and C."""
         dt, du, A, B, C, starts = ctx.saved_tensors
+        with torch.autocast(dt.device.type, enabled=False):
+            return _ChunkedScan._backward(dt, du, A, B, C, starts,
+                                          g_y.to(dt.dtype), g_last)
+
+    @staticmethod
+    def _backward(dt: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                  starts: Tensor, g_y: Tensor,
+                  g_last: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Backward pass proper (arguments as saved by ``forward``)."""
         steps, batch, n_chunks, dim = dt.shape
         # Recompute the states of every step (decays are recomputed where
         # needed: storing them too would double the transient memory).
@@ -431,7 +442,7 @@ class _ChunkedScan(torch.autograd.Function):
         # Adjoint entering each chunk from its right end.
         incoming = torch.zeros_like(starts)
         if g_last is not None:
-            incoming[:, -1] = g_last
+            incoming[:, -1] = g_last.to(dt.dtype)
         if n_chunks > 1:
             # Sum over t of C_t gy_t * exp(A * sum_{r<=t} dt_r), i.e. the
             # adjoint leaving each chunk on its left, from a zero start.

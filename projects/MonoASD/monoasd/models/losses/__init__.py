@@ -6,5 +6,6 @@ from .head_distill_loss import DIDHeadDistillLoss, head_distill_mask
 
 __all__ = [
     'LaplacianAleatoricLoss', 'HeadingBinLoss', 'laplacian_aleatoric_loss',
-    'AlignSelectLoss', 'channel_standardize', 'AffinityLoss', 'DIDHeadDistillLoss', 'head_distill_mask'
+    'AlignSelectLoss', 'channel_standardize', 'AffinityLoss',
+    'DIDHeadDistillLoss', 'head_distill_mask'
 ]
