@@ -9,6 +9,7 @@ model = dict(
     backbone=dict(init_cfg=None),  # no download: random init
     bbox_head=dict(
         head_conv=64,
+        reg_2d_init='fast',
         htl=dict(type='HierarchicalTaskLearning', stat_epochs=3,
                  max_epoch=20)))
 

@@ -135,6 +135,10 @@ class DIDM3DHead(BaseModule):
         loss_size_3d, loss_heading, loss_depth (dict): Loss configs.
         htl (dict, optional): :class:`HierarchicalTaskLearning` config; None
             disables task weighting.
+        reg_2d_init (str): Init of the offset_2d/size_2d heads: ``'did'``
+            (both convs N(0, 0.001), the reference) or ``'fast'`` (PyTorch's
+            default init for the hidden conv, N(0, 0.001) for the output
+            conv), which learns much faster in short CPU schedules.
         train_cfg, test_cfg (dict, optional): Passed by mmdet detectors;
             unused.
         init_cfg (dict, optional): Unused; DID-M3D's init is applied.
@@ -161,6 +165,7 @@ class DIDM3DHead(BaseModule):
                  loss_heading: dict = dict(type='HeadingBinLoss'),
                  loss_depth: dict = dict(type='LaplacianAleatoricLoss'),
                  htl: Optional[dict] = dict(type='HierarchicalTaskLearning'),
+                 reg_2d_init: str = 'did',
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -209,16 +214,22 @@ class DIDM3DHead(BaseModule):
         self.loss_heading = MODELS.build(loss_heading)
         self.loss_depth = MODELS.build(loss_depth)
         self.htl = MODELS.build(htl) if htl is not None else None
+        if reg_2d_init not in ('did', 'fast'):
+            raise ValueError(f"reg_2d_init must be 'did' or 'fast', got "
+                             f'{reg_2d_init!r}')
+        self.reg_2d_init = reg_2d_init
         self._did_init()
 
     # ------------------------------------------------------------------ init
     def _did_init(self) -> None:
         self.heatmap[-1].bias.data.fill_(-2.19)
         for head in (self.offset_2d, self.size_2d):
-            for m in head.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.normal_(m.weight, std=0.001)
-                    nn.init.zeros_(m.bias)
+            convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
+            if self.reg_2d_init == 'fast':
+                convs = convs[-1:]
+            for m in convs:
+                nn.init.normal_(m.weight, std=0.001)
+                nn.init.zeros_(m.bias)
         for head in (self.offset_3d, self.size_3d, self.heading,
                      self.vis_depth, self.att_depth, self.vis_depth_uncer,
                      self.att_depth_uncer):
