@@ -4,9 +4,10 @@ import glob
 import json
 import os
 import os.path as osp
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -94,6 +95,10 @@ def write_report(rows: Dict[str, dict], args) -> None:
         png = osp.join(out, f'curves_{name}.png')
         if plot_curves(osp.join(args.work_dir, name), png, NAMES[name]):
             pictures.append(osp.basename(png))
+    models = {n: m for n, m in getattr(args, 'picture_models', {}).items()}
+    if models:
+        write_pictures(models, args.data_root, out,
+                       getattr(args, 'num_pictures', 4))
     table = markdown_table(rows)
     with open(osp.join(out, 'results.json'), 'w') as f:
         json.dump(dict(rows=rows, data_root=args.data_root,
@@ -108,3 +113,70 @@ def write_report(rows: Dict[str, dict], args) -> None:
                 p for p in os.listdir(out) if p.startswith('pred_')):
             f.write(f'![{png}]({png})\n')
     print(table)
+
+
+def predict_frames(config: str, checkpoint: str, data_root: str,
+                   indices: Sequence[int]) -> List[dict]:
+    """Run a config + checkpoint on val frames; predictions and GT."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmdet3d.registry import DATASETS, MODELS
+
+    init_default_scope('mmdet3d')
+    cfg = Config.fromfile(config)
+    ds_cfg = cfg.test_dataloader.dataset
+    ds_cfg.data_root = data_root.rstrip('/') + '/'
+    dataset = DATASETS.build(ds_cfg)
+    classes = dataset.metainfo['classes']
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, checkpoint, map_location='cpu')
+    model.eval()
+    out = []
+    for idx in indices:
+        sample = dataset[idx]
+        with torch.no_grad():
+            pred = model.test_step(pseudo_collate([sample]))[0]
+        meta = pred.metainfo
+        gt = sample['data_samples'].eval_ann_info or {}
+        gt_boxes = gt.get('gt_bboxes_3d')
+        p3d = pred.pred_instances_3d
+        out.append(
+            dict(
+                img_path=meta['img_path'],
+                cam2img=np.asarray(meta['ori_cam2img']),
+                gt_corners=gt_boxes.corners.numpy()
+                if gt_boxes is not None else np.zeros((0, 8, 3)),
+                corners=p3d.bboxes_3d.corners.numpy(),
+                labels=[classes[int(i)] for i in p3d.labels_3d],
+                scores=p3d.scores_3d.numpy()))
+    return out
+
+
+def write_pictures(models: Dict[str, tuple], data_root: str, out_dir: str,
+                   num_frames: int = 4) -> List[str]:
+    """Side-by-side pictures for the first ``num_frames`` val frames.
+
+    Args:
+        models (dict): name -> (config, checkpoint), in display order.
+    """
+    import cv2
+    from monoasd_vis import side_by_side
+    preds = {
+        name: predict_frames(cfg, ckpt, data_root, range(num_frames))
+        for name, (cfg, ckpt) in models.items()
+    }
+    written = []
+    for i in range(num_frames):
+        first = next(iter(preds.values()))[i]
+        img = cv2.imread(first['img_path'])
+        rows = [dict(name=NAMES.get(n, n), **{
+            k: preds[n][i][k] for k in ('corners', 'labels', 'scores')})
+                for n in models]
+        png = osp.join(out_dir, f'pred_{osp.basename(first["img_path"])}')
+        side_by_side(img, first['cam2img'], first['gt_corners'], rows, png,
+                     title=osp.basename(first['img_path']))
+        written.append(png)
+    return written

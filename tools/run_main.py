@@ -192,6 +192,15 @@ def stage_report(args) -> None:
         src = PROFILES[args.profile][name]
         shutil.copy(osp.join(ROOT, src),
                     osp.join(args.results, osp.basename(src)))
+    prof = PROFILES[args.profile]
+    args.picture_models = {
+        'teacher': (prof['teacher'],
+                    final_checkpoint(osp.join(args.work_dir, 'teacher'))),
+        'student': (prof['student'],
+                    final_checkpoint(osp.join(args.work_dir, 'student'))),
+        'monoasd': (prof['student'],
+                    osp.join(args.work_dir, 'monoasd', 'student_only.pth')),
+    }
     write_report(rows, args)
 
 
@@ -209,6 +218,8 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--epochs', type=int, default=None,
                    help='override max_epochs of every training stage')
+    p.add_argument('--num-pictures', type=int, default=4,
+                   help='val frames drawn for every model')
     p.add_argument('--benchmark-images', type=int, default=20,
                    help='images timed for inference ms/image')
     return p.parse_args(argv)

@@ -72,8 +72,14 @@ class HierarchicalTaskLearning(nn.Module):
         self.clamp_weights = clamp_weights
         n = len(self.terms)
         self.register_buffer('weights', self._default_weights())
-        self.register_buffer('sums', torch.zeros(n, dtype=torch.float64))
-        self.register_buffer('counts', torch.zeros(n, dtype=torch.float64))
+        # Running per-epoch sums are rank-local until update() reduces them,
+        # so they must not be buffers: DDP with broadcast_buffers=True (the
+        # torch default, used whenever model_wrapper_cfg omits it) copies
+        # rank 0's buffers to every rank at each forward, which would drop
+        # the other ranks' statistics. They are still saved in state_dict
+        # (see _save_to_state_dict / _load_from_state_dict).
+        self.sums = torch.zeros(n, dtype=torch.float64)
+        self.counts = torch.zeros(n, dtype=torch.float64)
         self.register_buffer('history',
                              torch.zeros(stat_epochs, n, dtype=torch.float64))
         self.register_buffer('num_history', torch.zeros((),
@@ -82,6 +88,27 @@ class HierarchicalTaskLearning(nn.Module):
                                                       dtype=torch.float64))
         self.register_buffer('has_init_diff', torch.zeros((),
                                                           dtype=torch.bool))
+
+    _STAT_KEYS = ('sums', 'counts')
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key in self._STAT_KEYS:
+            destination[prefix + key] = getattr(self, key).detach()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        for key in self._STAT_KEYS:
+            value = state_dict.pop(prefix + key, None)
+            if value is None:
+                if strict:
+                    missing_keys.append(prefix + key)
+            else:
+                getattr(self, key).copy_(value)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _default_weights(self) -> Tensor:
         return torch.tensor([0.0 if self.prerequisites[t] else 1.0
@@ -137,7 +164,8 @@ class HierarchicalTaskLearning(nn.Module):
             self.history[:-1] = self.history[1:].clone()
             self.num_history -= 1
         if epoch != 0 and bool((counts > 0).all()):
-            self.history[int(self.num_history)] = sums / counts
+            self.history[int(self.num_history)] = (sums / counts).to(
+                self.history)
             self.num_history += 1
         if self.clamp_weights:
             weights = weights.clamp(0, 1)

@@ -1,0 +1,96 @@
+# Copyright (c) MonoASD contributors. All rights reserved.
+"""Monocular 3D detection on one image.
+
+``python tools/demo.py IMAGE CALIB CONFIG CHECKPOINT --out-dir DIR`` writes
+``DIR/<name>.png`` (projected 3D boxes) and ``DIR/<name>.txt`` (KITTI result
+format). Works with the RGB student and with an exported MonoASD student
+(``tools/export_student.py``); CALIB is a KITTI calib file (P2 is used).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from monoasd_vis import (draw_boxes_on_image, frame_name,  # noqa: E402
+                         kitti_lines, write_kitti_txt)
+
+
+def read_p2(calib_path: str) -> np.ndarray:
+    """P2 (3x4) of a KITTI calib file, with a clear error if absent."""
+    with open(calib_path) as f:
+        for line in f:
+            if line.startswith('P2:'):
+                values = [float(v) for v in line.split()[1:]]
+                if len(values) != 12:
+                    raise ValueError(f'{calib_path}: P2 needs 12 numbers, '
+                                     f'got {len(values)}')
+                return np.array(values).reshape(3, 4)
+    raise KeyError(f'{calib_path} has no "P2:" line')
+
+
+def detect(model, pipeline, img_path: str, p2: np.ndarray):
+    """Run the test pipeline and the model on one image."""
+    cam2img = np.eye(4)
+    cam2img[:3] = p2
+    data = dict(
+        img_path=img_path,
+        images=dict(CAM2=dict(img_path=img_path, cam2img=cam2img.tolist())),
+        box_type_3d=None)
+    from mmdet3d.structures import get_box_type
+    data['box_type_3d'], data['box_mode_3d'] = get_box_type('Camera')
+    batch = pseudo_collate([pipeline(data)])
+    with torch.no_grad():
+        return model.test_step(batch)[0]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('image')
+    parser.add_argument('calib')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--out-dir', default='outputs/demo')
+    parser.add_argument('--score-thr', type=float, default=0.0)
+    args = parser.parse_args(argv)
+
+    init_default_scope('mmdet3d')
+    import monoasd  # noqa: F401
+    from mmdet3d.registry import MODELS
+    cfg = Config.fromfile(args.config)
+    if not osp.isfile(args.image):
+        raise FileNotFoundError(f'image {args.image} not found')
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    model.eval()
+    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+    p2 = read_p2(args.calib)
+    pred = detect(model, pipeline, args.image, p2)
+
+    classes = cfg.test_dataloader.dataset.metainfo['classes']
+    p3d, p2d = pred.pred_instances_3d, pred.pred_instances
+    keep = (p3d.scores_3d >= args.score_thr).numpy()
+    names = [classes[int(i)] for i in p3d.labels_3d[keep]]
+    os.makedirs(args.out_dir, exist_ok=True)
+    name = frame_name(args.image)
+    lines = kitti_lines(p3d.bboxes_3d[torch.from_numpy(keep)],
+                        p2d.bboxes.numpy()[keep], p3d.scores_3d.numpy()[keep],
+                        names)
+    write_kitti_txt(osp.join(args.out_dir, name + '.txt'), lines)
+    img = cv2.imread(args.image)
+    corners = p3d.bboxes_3d.corners.numpy()[keep]
+    drawn = draw_boxes_on_image(img, corners, p2, (0, 0, 255), 2, names)
+    cv2.imwrite(osp.join(args.out_dir, name + '.png'), drawn)
+    print(f'{len(lines)} detections -> {args.out_dir}/{name}.png/.txt')
+
+
+if __name__ == '__main__':
+    main()
