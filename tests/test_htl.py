@@ -151,6 +151,14 @@ def test_htl_state_dict_resume():
     assert got == expected[6:]
     assert torch.equal(resumed.weights, full.weights)
     assert torch.equal(resumed.history, full.history)
+    # the same through mmengine's checkpoint loader (strict), nested
+    from mmengine.runner.checkpoint import get_state_dict, load_state_dict
+    parent = nn.Module()
+    parent.htl = first
+    nested = nn.Module()
+    nested.htl = HierarchicalTaskLearning(stat_epochs=S, max_epoch=T)
+    load_state_dict(nested, get_state_dict(parent), strict=True)
+    assert run_htl(nested.htl, 4, start=6) == expected[6:]
     # a fresh module without the state does not reproduce them
     fresh = HierarchicalTaskLearning(stat_epochs=S, max_epoch=T)
     assert run_htl(fresh, 4, start=6) != expected[6:]
@@ -199,6 +207,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.timeout(120)
 def test_htl_ddp_reduces_across_ranks():
     with tempfile.TemporaryDirectory() as out_dir:
         mp.start_processes(_ddp_worker, args=(2, _free_port(), out_dir),
@@ -222,6 +231,56 @@ def test_htl_ddp_reduces_across_ranks():
     # rank-local statistics would have given different weights
     assert any(abs(local[-1][k] - hand[-1][k]) > 1e-3 for k in DEPENDENT)
     assert any(abs(local[-2][k] - hand[-2][k]) > 1e-3 for k in DEPENDENT)
+
+
+class _HTLModel(nn.Module):
+    """A model whose forward feeds HTL, as DIDM3DHead.loss does."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(1, 1)
+        self.htl = HierarchicalTaskLearning(stat_epochs=S, max_epoch=T)
+
+    def forward(self, x, values):
+        self.htl.accumulate(values)
+        return self.lin(x).sum()
+
+
+def _ddp_wrapper_worker(rank, world_size, port, out_dir):
+    torch.set_num_threads(1)
+    torch_dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        world_size=world_size)
+    try:
+        model = _HTLModel()
+        # torch's default broadcast_buffers=True: rank 0's buffers are copied
+        # to every rank at each forward
+        ddp = nn.parallel.DistributedDataParallel(model,
+                                                  broadcast_buffers=True)
+        model.htl.update(0)
+        values = (1.0, 2.0, 3.0) if rank == 0 else (10.0, 20.0, 30.0)
+        for v in values:
+            ddp(torch.ones(1, 1), {k: torch.tensor(v)
+                                   for k in TERMS}).backward()
+        model.htl.update(1)
+        torch.save(model.htl.history[0].clone(),
+                   os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_htl_statistics_survive_ddp_buffer_broadcast():
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.start_processes(_ddp_wrapper_worker,
+                           args=(2, _free_port(), out_dir), nprocs=2,
+                           join=True, start_method='fork')
+        hist = [torch.load(os.path.join(out_dir, f'rank{r}.pth'))
+                for r in range(2)]
+    # global mean of 1, 2, 3, 10, 20, 30
+    for h in hist:
+        torch.testing.assert_close(
+            h, torch.full((len(TERMS), ), 11.0, dtype=torch.float64))
 
 
 # ------------------------------------------------------------------ hook

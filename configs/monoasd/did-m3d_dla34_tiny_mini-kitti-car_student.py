@@ -2,7 +2,7 @@
 _base_ = ['./did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py']
 data_root = 'data/mini_kitti/'
 input_size = (320, 96)
-max_epochs = 30
+max_epochs = 40
 warmup_epochs = 2
 
 model = dict(
@@ -11,7 +11,7 @@ model = dict(
         head_conv=64,
         reg_2d_init='fast',
         htl=dict(type='HierarchicalTaskLearning', stat_epochs=3,
-                 max_epoch=20)))
+                 max_epoch=24)))
 
 _train_pipeline = [
     dict(type='LoadImageFromFileMono3D'),
@@ -61,7 +61,7 @@ optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='CosineWarmupLR', warmup_steps=warmup_epochs, start_lr=1e-5,
          begin=0, end=warmup_epochs + 1, by_epoch=True),
-    dict(type='MultiStepLR', milestones=[24], gamma=0.1, begin=0,
+    dict(type='MultiStepLR', milestones=[32], gamma=0.1, begin=0,
          end=max_epochs, by_epoch=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_begin=1, val_interval=10)

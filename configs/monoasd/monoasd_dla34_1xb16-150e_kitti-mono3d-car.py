@@ -23,6 +23,3 @@ model = dict(
     loss_head=dict(type='DIDHeadDistillLoss', kl_mode='batchmean'))
 
 optim_wrapper = dict(optimizer=dict(lr=3e-4))
-# the teacher-side fusion gets no gradient (quirk Q7)
-model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -13,5 +13,3 @@ model = dict(
     loss_affinity=dict(type='AffinityLoss', loss_weight=1.0),
     loss_head=dict(type='DIDHeadDistillLoss'))
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -15,7 +15,7 @@ class HTLHook(Hook):
     The per-epoch loss means are reduced across ranks inside
     :meth:`HierarchicalTaskLearning.update`; all state is in module buffers
     (saved in checkpoints), so resuming continues the same weighting.
-    Modules whose parameters are frozen (e.g. a distillation teacher's head)
+    Modules under a ``teacher`` attribute (a distiller's frozen teacher)
     are skipped.
     """
     priority = 'NORMAL'

@@ -148,8 +148,10 @@ class HierarchicalTaskLearning(nn.Module):
             if not bool(self.has_init_diff):
                 self.init_diff.copy_(diff)
                 self.has_init_diff.fill_(True)
+            eps = torch.full_like(diff, 1e-12)
             init = torch.where(self.init_diff.abs() < 1e-12,
-                               torch.full_like(diff, 1e-12), self.init_diff)
+                               torch.copysign(eps, self.init_diff),
+                               self.init_diff)
             c = 1 - torch.relu(diff / init)
             t = min((epoch - self.stat_epochs) /
                     (self.max_epoch - self.stat_epochs), 1.0)
