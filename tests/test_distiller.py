@@ -218,3 +218,46 @@ def test_head_distill_kl_modes():
     assert torch.allclose(bm, kl_rows.mean(), atol=1e-6)
     # the default weight 1/12 makes the corrected form match the magnitude
     assert DIDHeadDistillLoss().kl_weight == pytest.approx(1 / 12)
+
+
+def test_generic_pair_from_mmdet3d_components(mini_kitti):
+    """Feature distillation between two SMOKE-style detectors."""
+    init_default_scope('mmdet3d')
+    root, _ = mini_kitti
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/monoasd'
+            / 'monoasd_smoke-dla34_tiny_mini-kitti-car.py'))
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = str(root) + '/'
+    ds = DATASETS.build(ds_cfg)
+    import numpy as np
+    np.random.seed(1)
+    data_batch = pseudo_collate([ds[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    data = model.data_preprocessor(copy.deepcopy(data_batch), True)
+    losses = model(**data, mode='loss')
+    assert {'distill.loss_align_select', 'distill.loss_affinity'} <= set(
+        losses)
+    assert any(k.startswith('loss_') for k in losses)  # SMOKE's own losses
+    total = sum(v.sum() if isinstance(v, torch.Tensor) else sum(v)
+                for v in losses.values())
+    total.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    for mod in (model.adapters, model.aligns, model.selects_s,
+                model.selects_t, model.fusions_s, model.student.neck):
+        assert all(p.grad is not None for p in mod.parameters())
+    # the teacher reads the depth input, not the RGB image
+    with torch.no_grad():
+        base = model.teacher.extract_feat(
+            dict(imgs=data['inputs']['depth_imgs']))[0]
+        other = dict(data['inputs'], imgs=data['inputs']['imgs'] * 0)
+        feats = model.teacher.extract_feat(
+            dict(other, imgs=other['depth_imgs']))[0]
+    assert torch.equal(base, feats)
+    # predict runs the SMOKE student alone
+    model.eval()
+    preds = model.predict(data['inputs'], data['data_samples'])
+    assert len(preds) == 2 and hasattr(preds[0], 'pred_instances_3d')

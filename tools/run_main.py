@@ -43,7 +43,7 @@ PROFILES = {
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py',
         monoasd='configs/monoasd/monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
-AP_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_{}_AP40_{}_strict'
+AP_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_{}_AP40_{}_{}'
 AP2D_KEY = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_{}_strict'
 
 
@@ -182,8 +182,10 @@ def stage_report(args) -> None:
                    infer_ms_per_image=metrics.get('infer_ms_per_image'))
         for kind in ('3D', 'BEV'):
             for diff in ('easy', 'moderate', 'hard'):
-                row[f'{kind}_{diff}'] = metrics.get(AP_KEY.format(kind,
-                                                                  diff))
+                # strict: IoU 0.7; loose: IoU 0.5 (KittiMetric's names)
+                for iou, mode in (('', 'strict'), ('@0.5', 'loose')):
+                    row[f'{kind}{iou}_{diff}'] = metrics.get(
+                        AP_KEY.format(kind, diff, mode))
         for diff in ('easy', 'moderate', 'hard'):
             row[f'2D_{diff}'] = metrics.get(AP2D_KEY.format(diff))
         rows[name] = row

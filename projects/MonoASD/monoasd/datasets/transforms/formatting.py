@@ -6,7 +6,7 @@ from mmdet3d.datasets.transforms import Pack3DDetInputs
 from mmdet3d.registry import TRANSFORMS
 
 #: Meta keys MonoASD adds to mmdet3d's defaults.
-MONO_META_KEYS = ('aug_scale', 'depth_path')
+MONO_META_KEYS = ('aug_scale', 'depth_path', 'trans_mat_down_ratio')
 
 
 @TRANSFORMS.register_module()

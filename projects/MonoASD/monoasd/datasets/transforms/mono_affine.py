@@ -99,6 +99,9 @@ class MonoAffineAug(BaseTransform):
         shift_std (float): Std of the relative centre shift. Defaults to 0.1.
         shift_max (float): Clip of the relative shift. Defaults to 0.2.
         test_mode (bool): No random augmentation. Defaults to False.
+        trans_mat_down_ratio (int): Store ``trans_mat`` to the input frame
+            divided by this ratio. 1 (default) is what :class:`DIDM3DHead`
+            expects; mmdet3d's SMOKE head expects the output frame (4).
     """
 
     def __init__(self,
@@ -109,7 +112,9 @@ class MonoAffineAug(BaseTransform):
                  scale_range: Tuple[float, float] = (0.6, 1.4),
                  shift_std: float = 0.1,
                  shift_max: float = 0.2,
-                 test_mode: bool = False) -> None:
+                 test_mode: bool = False,
+                 trans_mat_down_ratio: int = 1) -> None:
+        self.trans_mat_down_ratio = int(trans_mat_down_ratio)
         self.out_size = tuple(int(v) for v in out_size)
         self.flip_prob = flip_prob
         self.crop_prob = crop_prob
@@ -177,8 +182,14 @@ class MonoAffineAug(BaseTransform):
 
         results['ori_cam2img'] = to_4x4(results['cam2img']).tolist()
         results['cam2img'] = cam.tolist()
-        results['trans_mat'] = trans.astype(np.float32)
+        down = np.diag([1.0 / self.trans_mat_down_ratio] * 2 + [1.0])
+        results['trans_mat'] = (down @ trans).astype(np.float32)
+        results['trans_mat_down_ratio'] = self.trans_mat_down_ratio
         results['aug_scale'] = crop_w / img_w
+        # whether a random crop/scale/shift was applied (SMOKE reads it)
+        results['affine_aug'] = bool(
+            crop_w != img_w or center[0] != img_w / 2.0
+            or center[1] != img_h / 2.0)
         results['flip'] = flip
         results['img_shape'] = results['img'].shape[:2]
         return results
@@ -203,7 +214,8 @@ class MonoAffineAug(BaseTransform):
                 f'flip_prob={self.flip_prob}, crop_prob={self.crop_prob}, '
                 f'scale_std={self.scale_std}, scale_range={self.scale_range}, '
                 f'shift_std={self.shift_std}, shift_max={self.shift_max}, '
-                f'test_mode={self.test_mode})')
+                f'test_mode={self.test_mode}, '
+                f'trans_mat_down_ratio={self.trans_mat_down_ratio})')
 
 
 __all__ = ['MonoAffineAug', 'similarity_matrix', 'flip_camera', 'project']

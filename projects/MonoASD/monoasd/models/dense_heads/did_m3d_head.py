@@ -259,6 +259,10 @@ class DIDM3DHead(BaseModule):
                         f'data sample of {meta.get("img_path", "?")} has no '
                         f'"{key}"; put MonoAffineAug in the pipeline and '
                         'pack it as a meta key')
+            if meta.get('trans_mat_down_ratio', 1) != 1:
+                raise ValueError(
+                    'DIDM3DHead needs trans_mat to the input frame: set '
+                    'MonoAffineAug(trans_mat_down_ratio=1)')
             trans.append(torch.as_tensor(meta['trans_mat'],
                                          dtype=torch.float32))
             cam = torch.as_tensor(meta['cam2img'], dtype=torch.float32)
