@@ -96,6 +96,7 @@ def test_format_only_writes_kitti_txt(mini_kitti, student_ckpt, tmp_path):
          f'test_dataloader.dataset.data_root={r}',
          'test_dataloader.dataset.ann_file=kitti_infos_test.pkl',
          'test_dataloader.dataset.data_prefix.img=testing/image_2',
+         'test_dataloader.dataset.load_eval_anns=False',
          f'test_evaluator.ann_file={r}kitti_infos_test.pkl',
          'test_dataloader.num_workers=0',
          'test_dataloader.persistent_workers=False',
