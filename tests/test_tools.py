@@ -22,7 +22,7 @@ TINY = ROOT / 'configs/monoasd'
 STUDENT = str(TINY / 'did-m3d_dla34_tiny_mini-kitti-car_student.py')
 MONOASD = str(TINY / 'monoasd_dla34_tiny_mini-kitti-car.py')
 #: KITTI result line: type, trunc, occ, alpha, 4 box, 3 dims, 3 loc, ry, score
-KITTI_LINE = re.compile(r'^(Car|Pedestrian|Cyclist)( -?\d+\.\d+| \d+){15}$')
+KITTI_LINE = re.compile(r'^(Car|Pedestrian|Cyclist)( -?\d+(\.\d+)?){15}$')
 
 
 def data_options(root: Path, epochs: int) -> list:
@@ -102,6 +102,10 @@ def test_format_only_writes_kitti_txt(mini_kitti, student_ckpt, tmp_path):
          'test_dataloader.persistent_workers=False',
          'model.bbox_head.head_conv=16', 'model.bbox_head.score_thr=0.0'])
     test_ids = (root / 'ImageSets' / 'test.txt').read_text().split()
+    # KittiMetric writes one folder per prediction type
+    assert sorted(p.name for p in out.iterdir()) == [
+        'pred_instances', 'pred_instances_3d']
+    out = out / 'pred_instances_3d'
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(f'{i}.txt' for i in test_ids)
     lines = [ln for f in out.iterdir() for ln in f.read_text().splitlines()]
