@@ -1,10 +1,10 @@
 """Overfit a few synthetic frames with the real training stack.
 
 Trains the tiny teacher (dense depth input) and the tiny RGB student with
-mmengine's Runner on four synthetic KITTI frames and evaluates them with
-mmdet3d's KittiMetric on the same frames: Car 3D AP must rise well above
-zero (at IoU 0.5;
-IoU 0.7 needs far longer training). Marked slow (a few minutes on a 2-core CPU); CI runs it.
+mmengine's Runner on eight synthetic KITTI frames and evaluates them with
+mmdet3d's KittiMetric on the same frames: Car 3D AP at IoU 0.5 must rise
+above zero (IoU 0.7 needs far longer training). Marked slow (a few minutes
+on a 2-core CPU); CI runs it.
 """
 import os
 from pathlib import Path

@@ -176,8 +176,9 @@ def write_pictures(models: Dict[str, tuple], data_root: str, out_dir: str,
     for i in range(num_frames):
         first = next(iter(preds.values()))[i]
         img = cv2.imread(first['img_path'])
-        rows = [dict(name=NAMES.get(n, n), **{
-            k: preds[n][i][k] for k in ('corners', 'labels', 'scores')})
+        keys = ('corners', 'labels', 'scores')
+        rows = [dict(name=NAMES.get(n, n), **{k: preds[n][i][k]
+                                              for k in keys})
                 for n in models]
         png = osp.join(out_dir, f'pred_{osp.basename(first["img_path"])}')
         side_by_side(img, first['cam2img'], first['gt_corners'], rows, png,

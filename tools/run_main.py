@@ -41,7 +41,8 @@ PROFILES = {
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_teacher.py',
         student='configs/monoasd/'
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py',
-        monoasd='configs/monoasd/monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
+        monoasd='configs/monoasd/'
+        'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
 AP_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_{}_AP40_{}_{}'
 AP2D_KEY = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_{}_strict'

@@ -6,15 +6,15 @@ test image (KittiMetric's test-server format) instead of computing APs.
 """
 import argparse
 import json
-import os
 import os.path as osp
+import sys
 import time
 
 import torch
+from mmengine.config import Config
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from monoasd_cli import add_common_args, build_runner, load_cfg, parse  # noqa
 
 
 def parse_args(argv=None):
@@ -33,27 +33,12 @@ def parse_args(argv=None):
         help='also time inference on this many test images (batch 1)')
     parser.add_argument('--show-dir',
                         help='save drawn predictions into this folder')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse(parser, argv)
 
 
 def build_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_cfg(args)
     cfg.load_from = args.checkpoint
     if args.format_only:
         if not args.submission_prefix:
@@ -90,8 +75,7 @@ def benchmark_inference(runner, num_images: int, warmup: int = 2) -> float:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg \
-        else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if args.benchmark_images > 0:
         metrics['infer_ms_per_image'] = benchmark_inference(

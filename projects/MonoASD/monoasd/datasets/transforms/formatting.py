@@ -33,9 +33,8 @@ class PackMonoDepthInputs(Pack3DDetInputs):
 
     def pack_single_results(self, results: dict) -> dict:
         """Pack one sample; see :class:`Pack3DDetInputs`."""
-        if 'depth_map' in results and isinstance(results['depth_map'],
-                                                  np.ndarray):
-            depth = np.ascontiguousarray(results['depth_map'],
-                                         dtype=np.float32)
+        depth = results.get('depth_map')
+        if isinstance(depth, np.ndarray):
+            depth = np.ascontiguousarray(depth, dtype=np.float32)
             results['depth_map'] = torch.from_numpy(depth)[None]
         return super().pack_single_results(results)

@@ -108,4 +108,3 @@ class LoadDenseDepth(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(depth_dir={self.depth_dir!r}, '
                 f'img_dir={self.img_dir!r}, depth_scale={self.depth_scale})')
-

@@ -103,4 +103,3 @@ class KittiObjectFilter(BaseTransform):
                 f'use_kitti_bbox={self.use_kitti_bbox}, '
                 f'filter_levels={self.filter_levels}, '
                 f'max_objs={self.max_objs})')
-
