@@ -3,6 +3,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
@@ -49,3 +50,18 @@ def mmdet3d_default_scope():
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet3d')
     yield
+
+
+def read_labels(path):
+    """KITTI label lines as dicts (independent parser)."""
+    rows = []
+    for line in open(path):
+        f = line.split()
+        if not f:
+            continue
+        v = [float(x) for x in f[1:]]
+        rows.append(dict(type=f[0], truncated=v[0], occluded=int(v[1]),
+                         alpha=v[2], bbox=np.array(v[3:7]),
+                         hwl=np.array(v[7:10]), loc=np.array(v[10:13]),
+                         ry=v[13]))
+    return rows

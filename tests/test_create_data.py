@@ -12,6 +12,7 @@ from mmdet3d.datasets import KittiDataset
 from mmdet3d.structures import CameraInstance3DBoxes
 
 import monoasd  # noqa: F401  (registers the plugin)
+from conftest import read_labels
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 
@@ -31,21 +32,6 @@ CLASSES = ('Pedestrian', 'Cyclist', 'Car')
 
 def read_ids(path):
     return [int(line) for line in open(path) if line.strip()]
-
-
-def read_labels(path):
-    """KITTI label lines as dicts (independent parser)."""
-    rows = []
-    for line in open(path):
-        f = line.split()
-        if not f:
-            continue
-        v = [float(x) for x in f[1:]]
-        rows.append(dict(type=f[0], truncated=v[0], occluded=int(v[1]),
-                         alpha=v[2], bbox=np.array(v[3:7]),
-                         hwl=np.array(v[7:10]), loc=np.array(v[10:13]),
-                         ry=v[13]))
-    return rows
 
 
 def label_rows(root, frame):

@@ -18,6 +18,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 import monoasd  # noqa: F401  (registers the plugin)
+from conftest import read_labels
 from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          MonoAffineAug, MonoColorJitter,
                                          PackMonoDepthInputs, flip_camera,
@@ -151,20 +152,6 @@ def make_results(with_blob=True):
         gt_labels_3d=np.zeros(len(boxes), dtype=np.int64),
         centers_2d=uv.astype(np.float32),
         depths=boxes[:, 2].astype(np.float32))
-
-
-def read_labels(path):
-    """KITTI label lines as dicts (independent parser)."""
-    rows = []
-    for line in open(path):
-        f = line.split()
-        if not f:
-            continue
-        v = [float(x) for x in f[1:]]
-        rows.append(dict(type=f[0], truncated=v[0], occluded=int(v[1]),
-                         bbox=np.array(v[3:7]), hwl=np.array(v[7:10]),
-                         loc=np.array(v[10:13]), ry=v[13]))
-    return rows
 
 
 def read_p2(path):
