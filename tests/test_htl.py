@@ -201,6 +201,8 @@ def _ddp_worker(rank, world_size, port, out_dir):
         torch_dist.destroy_process_group()
 
 
+# Workers are spawned, not forked: forking a pytest process whose torch
+# (OpenMP) and numba thread pools already run can deadlock the child.
 def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -211,7 +213,7 @@ def _free_port():
 def test_htl_ddp_reduces_across_ranks():
     with tempfile.TemporaryDirectory() as out_dir:
         mp.start_processes(_ddp_worker, args=(2, _free_port(), out_dir),
-                           nprocs=2, join=True, start_method='fork')
+                           nprocs=2, join=True, start_method='spawn')
         res = [torch.load(os.path.join(out_dir, f'rank{r}.pth'))
                for r in range(2)]
     assert res[0]['weights'] == res[1]['weights']
@@ -274,7 +276,7 @@ def test_htl_statistics_survive_ddp_buffer_broadcast():
     with tempfile.TemporaryDirectory() as out_dir:
         mp.start_processes(_ddp_wrapper_worker,
                            args=(2, _free_port(), out_dir), nprocs=2,
-                           join=True, start_method='fork')
+                           join=True, start_method='spawn')
         hist = [torch.load(os.path.join(out_dir, f'rank{r}.pth'))
                 for r in range(2)]
     # global mean of 1, 2, 3, 10, 20, 30
