@@ -17,15 +17,20 @@ Example::
     python tools/create_data.py kitti --root-path data/kitti
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import shutil
 import sys
 import tempfile
+import warnings
 
 import mmdet3d
 import mmengine
 import numpy as np
+from mmengine.logging import print_log
+
+from monoasd.datasets import check_kitti_root
 
 SPLITS = ('train', 'val', 'trainval', 'test')
 
@@ -83,6 +88,21 @@ def add_kitti_fields(data_list: list) -> int:
     return count
 
 
+def plain_categories(categories: dict) -> dict:
+    """KITTI classes with plain ``str`` keys, and -1 named DontCare only.
+
+    mmdet3d's v2 converter adds every class it does not know (DontCare,
+    or e.g. 'Bus') as an ``np.str_`` key with label -1, in set order (which
+    depends on the hash seed). KittiMetric inverts the mapping, so the last
+    -1 name wins and DontCare regions may be renamed; and the numpy keys
+    travel into checkpoint meta. Label -1 lines are ignore regions, so -1
+    is named 'DontCare' alone (else KittiMetric raises ``KeyError: -1``).
+    """
+    out = {str(k): int(v) for k, v in categories.items() if int(v) >= 0}
+    out['DontCare'] = -1
+    return out
+
+
 def create_kitti_infos(root_path: str,
                        out_dir: str = None,
                        pkl_prefix: str = 'kitti') -> dict:
@@ -104,6 +124,13 @@ def create_kitti_infos(root_path: str,
         if not osp.isdir(osp.join(root_path, name)):
             raise FileNotFoundError(
                 f'{osp.join(root_path, name)} is missing: not a KITTI root.')
+    # every frame is checked first; all problems are reported at once
+    checked = check_kitti_root(root_path)
+    for name, count in sorted(checked['unknown_classes'].items()):
+        msg = (f'{count} label line(s) of class {name!r}, which KITTI does '
+               'not define: they become DontCare (ignore) regions')
+        warnings.warn(msg)
+        print_log(msg, 'current', level=logging.WARNING)
     os.makedirs(out_dir, exist_ok=True)
     summary = {}
     tmp = tempfile.mkdtemp(prefix='.infos_', dir=out_dir)
@@ -123,9 +150,8 @@ def create_kitti_infos(root_path: str,
             path = osp.join(v2_dir, name)
             infos = mmengine.load(path)
             n_ins = add_kitti_fields(infos['data_list'])
-            # DontCare lines keep bbox_label -1; naming -1 lets KittiMetric
-            # turn them back into DontCare regions (else KeyError: -1).
-            infos['metainfo']['categories']['DontCare'] = -1
+            infos['metainfo']['categories'] = plain_categories(
+                infos['metainfo']['categories'])
             mmengine.dump(infos, path)
             summary[split] = (osp.join(out_dir, osp.basename(path)),
                               len(infos['data_list']), n_ins)

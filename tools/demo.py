@@ -65,11 +65,14 @@ def main(argv=None):
     init_default_scope('mmdet3d')
     import monoasd  # noqa: F401
     from mmdet3d.registry import MODELS
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
     cfg = Config.fromfile(args.config)
     if not osp.isfile(args.image):
         raise FileNotFoundError(f'image {args.image} not found')
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    # strict: a checkpoint of another config must not run on random weights
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model.eval()
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     p2 = read_p2(args.calib)

@@ -37,6 +37,9 @@ except ImportError:  # pragma: no cover - tqdm is an optional nicety
 DEPTH_SCALE = 256.0
 UINT16_MAX = 65535
 DEFAULT_MAX_DEPTH = 80.0
+#: Fewest LiDAR pixels in an image worth completing (a 64-beam KITTI scan
+#: gives about 20k; a few hundred cannot describe the scene).
+DEFAULT_MIN_POINTS = 1000
 #: Points closer than this camera z (metres) are dropped.
 MIN_POINT_DEPTH = 0.1
 #: Values below this (metres, or inverted units) count as empty.
@@ -309,7 +312,9 @@ def atomic_write_png(path: str, image: np.ndarray) -> None:
 
 def process_frame(root: str, out_dir: str, frame_id: str,
                   max_depth: float = DEFAULT_MAX_DEPTH,
-                  overwrite: bool = False) -> Tuple[str, str, str]:
+                  overwrite: bool = False,
+                  min_points: int = DEFAULT_MIN_POINTS
+                  ) -> Tuple[str, str, str]:
     """Build and write the dense depth map of one frame.
 
     Args:
@@ -318,10 +323,12 @@ def process_frame(root: str, out_dir: str, frame_id: str,
         frame_id: Frame name without extension, e.g. ``'000123'``.
         max_depth: Depth clip (metres).
         overwrite: Rewrite an existing output.
+        min_points: Fewest LiDAR pixels in the image worth completing; a
+            sparser frame gets no map (status ``'sparse'``).
 
     Returns:
         ``(frame_id, status, message)`` with status ``'written'``,
-        ``'skipped'`` or ``'failed'`` (message holds the error).
+        ``'skipped'``, ``'sparse'`` or ``'failed'`` (message says why).
     """
     out_path = os.path.join(out_dir, frame_id + '.png')
     if os.path.exists(out_path) and not overwrite:
@@ -332,6 +339,12 @@ def process_frame(root: str, out_dir: str, frame_id: str,
         points = read_velodyne(os.path.join(root, 'velodyne',
                                             frame_id + '.bin'))
         sparse = project_velodyne(points, calib, img_hw)
+        n_valid = int((sparse > 0).sum())
+        if n_valid < min_points:
+            return frame_id, 'sparse', (
+                f'{frame_id}: only {n_valid} LiDAR points project into the '
+                f'image (fewer than {min_points}); no depth map written, '
+                'it would be meaningless')
         dense = complete_depth(sparse, max_depth)
         atomic_write_png(out_path, encode_depth(dense))
     except (ValueError, OSError, cv2.error) as err:
@@ -339,7 +352,7 @@ def process_frame(root: str, out_dir: str, frame_id: str,
     return frame_id, 'written', ''
 
 
-def _process_task(task: Tuple[str, str, str, float, bool]
+def _process_task(task: Tuple[str, str, str, float, bool, int]
                   ) -> Tuple[str, str, str]:
     return process_frame(*task)
 
@@ -364,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='rewrite existing outputs')
     parser.add_argument('--max-depth', type=float, default=DEFAULT_MAX_DEPTH,
                         help='clip depth to this many metres')
+    parser.add_argument('--min-points', type=int, default=DEFAULT_MIN_POINTS,
+                        help='skip (and report) frames with fewer LiDAR '
+                        'points in the image')
     return parser
 
 
@@ -388,8 +404,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = args.out_dir or os.path.join(args.root, 'depth_dense')
     os.makedirs(out_dir, exist_ok=True)
     frames = list_frames(args.root)
-    tasks = [(args.root, out_dir, fid, args.max_depth, args.overwrite)
-             for fid in frames]
+    velo_dir = os.path.join(args.root, 'velodyne')
+    no_image = sorted(
+        set(os.path.splitext(n)[0] for n in os.listdir(velo_dir)
+            if n.endswith('.bin')) - set(frames)) if os.path.isdir(
+                velo_dir) else []
+    tasks = [(args.root, out_dir, fid, args.max_depth, args.overwrite,
+              args.min_points) for fid in frames]
     start = time.time()
     if args.workers == 1 or len(tasks) <= 1:
         pool = None
@@ -400,12 +421,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if tqdm is not None:
         results = tqdm(results, total=len(tasks), desc='depth',
                        unit='frame')
-    counts = {'written': 0, 'skipped': 0, 'failed': 0}
+    counts = {'written': 0, 'skipped': 0, 'sparse': 0, 'failed': 0}
     failures = []
     try:
         for frame_id, status, message in results:
             counts[status] += 1
-            if status == 'failed':
+            if status in ('failed', 'sparse'):
                 failures.append(message)
     finally:
         if pool is not None:
@@ -417,9 +438,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rate = ''
     if counts['written']:
         rate = ', %.3f s per written frame' % (elapsed / counts['written'])
-    print('dense depth -> %s: %d written, %d skipped, %d failed (%.1f s%s)'
-          % (out_dir, counts['written'], counts['skipped'], counts['failed'],
-             elapsed, rate))
+    if no_image:
+        print('warning: %d velodyne scan(s) have no image_2 file and get no '
+              'depth map: %s' % (len(no_image), ', '.join(no_image[:20])),
+              file=sys.stderr)
+    print('dense depth -> %s: %d written, %d skipped, %d too sparse, '
+          '%d failed, %d without image (%.1f s%s)'
+          % (out_dir, counts['written'], counts['skipped'], counts['sparse'],
+             counts['failed'], len(no_image), elapsed, rate))
     return 1 if failures else 0
 
 

@@ -29,6 +29,7 @@ def export_student(src: str, dst: str) -> int:
                        'distiller checkpoint')
     meta = dict(ckpt.get('meta', {}))
     meta['exported_from'] = osp.abspath(src)
+    meta['input_key'] = 'imgs'  # the deployed student reads RGB
     out_dir = osp.dirname(osp.abspath(dst))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')

@@ -15,8 +15,88 @@ import matplotlib.pyplot as plt  # noqa: E402
 NAMES = {
     'teacher': 'Depth teacher (DID-M3D on dense depth)',
     'student': 'RGB baseline (DID-M3D student)',
-    'monoasd': 'MonoASD distilled student',
+    'control': 'Control (baseline trained further, no KD)',
+    'monoasd': 'MonoASD distilled student (from the baseline)',
 }
+#: The four rows of the main table (seed 0).
+MAIN_ROWS = ('teacher', 'student', 'control', 'monoasd')
+AP_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_{}_AP40_{}_{}'
+AP2D_KEY = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_{}_strict'
+#: Columns of the seed, gain and ablation tables (moderate difficulty).
+KEY_COLUMNS = ('3D_moderate', '3D@0.5_moderate', 'BEV@0.5_moderate',
+               '2D_moderate')
+
+
+def display_name(name: str) -> str:
+    """'monoasd_no_head_seed1' -> its table label."""
+    base = name.split('_')[0]
+    rest = name[len(base):].strip('_')
+    label = NAMES.get(base, base)
+    return f'{label} [{rest}]' if rest else label
+
+
+def train_seconds_per_iter(work_dir: str) -> float:
+    """Median 'time' of the training iterations logged in scalars.json."""
+    times = sorted(r['time'] for r in read_scalars(work_dir) if 'time' in r)
+    return times[len(times) // 2] if times else float('nan')
+
+
+def metrics_row(work_dir: str) -> dict:
+    """Car AP40 (E/M/H at IoU 0.7 and 0.5, 2D) and timings of one model."""
+    with open(osp.join(work_dir, 'test_metrics.json')) as f:
+        metrics = json.load(f)
+    row = dict(train_s_per_iter=train_seconds_per_iter(work_dir),
+               infer_ms_per_image=metrics.get('infer_ms_per_image'))
+    for kind in ('3D', 'BEV'):
+        for diff in ('easy', 'moderate', 'hard'):
+            # strict: IoU 0.7; loose: IoU 0.5 (KittiMetric's names)
+            for iou, mode in (('', 'strict'), ('@0.5', 'loose')):
+                row[f'{kind}{iou}_{diff}'] = metrics.get(
+                    AP_KEY.format(kind, diff, mode))
+    for diff in ('easy', 'moderate', 'hard'):
+        row[f'2D_{diff}'] = metrics.get(AP2D_KEY.format(diff))
+    return row
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Median, min and max of a list of numbers."""
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return dict(median=None, min=None, max=None, n=0)
+    return dict(median=float(np.median(v)), min=v[0], max=v[-1], n=len(v))
+
+
+def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
+    """Per-row median [min, max] over seeds, and the per-seed gains."""
+    def name(kind, s):
+        return kind if s == 0 else f'{kind}_seed{s}'
+    stats, lines = {}, []
+    head = ('| Model (Car AP40 moderate, ' + f'{len(seeds)} seeds) | ' +
+            ' | '.join(('AP3D@0.7', 'AP3D@0.5', 'APBEV@0.5', 'AP2D')) +
+            ' |\n|---|---|---|---|---|\n')
+    for kind in ('student', 'control', 'monoasd'):
+        stats[kind] = {c: spread([rows[name(kind, s)].get(c) for s in seeds
+                                  if name(kind, s) in rows])
+                       for c in KEY_COLUMNS}
+    for label, diff in (('MonoASD - control', ('monoasd', 'control')),
+                        ('MonoASD - baseline', ('monoasd', 'student'))):
+        stats[label] = {}
+        for c in KEY_COLUMNS:
+            gains = []
+            for s in seeds:
+                a, b = rows.get(name(diff[0], s)), rows.get(name(diff[1], s))
+                if a and b and a.get(c) is not None and b.get(c) is not None:
+                    gains.append(a[c] - b[c])
+            stats[label][c] = spread(gains)
+    for key, st in stats.items():
+        cells = [NAMES.get(key, key)]
+        for c in KEY_COLUMNS:
+            x = st[c]
+            cells.append('-' if x['median'] is None else
+                         f"{x['median']:.2f} [{x['min']:.2f}, "
+                         f"{x['max']:.2f}]")
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return head + '\n'.join(lines) + '\n', stats
 
 
 def _fmt(value, digits=2) -> str:
@@ -33,7 +113,7 @@ def markdown_table(rows: Dict[str, dict]) -> str:
             '\n|---|---|---|---|---|---|---|---|\n')
     lines = []
     for name, row in rows.items():
-        cells = [NAMES.get(name, name)]
+        cells = [display_name(name)]
         for kind in kinds:
             cells.append(' / '.join(
                 _fmt(row.get(f'{kind}_{d}'))
@@ -87,36 +167,66 @@ def plot_curves(work_dir: str, out_png: str, title: str) -> bool:
     return True
 
 
-def write_report(rows: Dict[str, dict], args) -> None:
-    """Write results.md/results.json and the curves into ``args.results``.
+def write_report(names: Sequence[str], args) -> dict:
+    """Write results.md/results.json, curves and pictures into
+    ``args.results``; returns the results dict.
+
+    Args:
+        names (Sequence[str]): Evaluated runs (work-dir names under
+            ``args.work_dir``, each with ``test_metrics.json``).
+        args: :mod:`run_main` options (``work_dir``, ``results``,
+            ``profile``, ``data_root``, ``seed_list``, ``ablation``, and
+            optionally ``picture_models``, ``num_pictures``).
     """
     out = args.results
     os.makedirs(out, exist_ok=True)
+    rows = {n: metrics_row(osp.join(args.work_dir, n)) for n in names}
+    main = {n: rows[n] for n in MAIN_ROWS if n in rows}
     pictures = []
-    for name in rows:
+    for name in main:
         png = osp.join(out, f'curves_{name}.png')
         if plot_curves(osp.join(args.work_dir, name), png, NAMES[name]):
             pictures.append(osp.basename(png))
-    models = {n: m for n, m in getattr(args, 'picture_models', {}).items()}
+    models = dict(getattr(args, 'picture_models', {}))
     if models:
         write_pictures(models, args.data_root, out,
                        getattr(args, 'num_pictures', 4))
-    table = markdown_table(rows)
+    seeds = list(getattr(args, 'seed_list', [0]))
+    seeds_md, seed_stats = seed_table(rows, seeds)
+    ablation = {n: r for n, r in rows.items()
+                if n.startswith('monoasd') and 'seed' not in n}
+    times_path = osp.join(args.work_dir, 'stage_seconds.json')
+    times = json.load(open(times_path)) if osp.isfile(times_path) else {}
+    result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
+                  stage_seconds=times, data_root=args.data_root,
+                  profile=args.profile)
     with open(osp.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(rows=rows, data_root=args.data_root,
-                       profile=args.profile), f, indent=1)
+        json.dump(result, f, indent=1)
+    table = markdown_table(main)
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(f'# MonoASD results ({args.profile}, {args.data_root})\n\n')
         f.write('Car AP|R40 on the val split from mmdet3d\'s KittiMetric: '
                 'AP3D/APBEV at IoU 0.7 (strict) and 0.5, AP2D of the 2D '
                 'head at IoU 0.7; training seconds per iteration (median); '
-                'inference ms per image at batch 1.\n\n')
-        f.write(table)
-        f.write('\n')
+                'inference ms per image at batch 1. Seed 0.\n\n')
+        f.write(table + '\n')
+        f.write('Median [min, max] over training seeds ' +
+                ', '.join(map(str, seeds)) + ' (the teacher is trained '
+                'once). The gain that counts is MonoASD - control (equal '
+                'total training).\n\n' + seeds_md + '\n')
+        if len(ablation) > 1:
+            f.write('Ablation (seed 0): one distillation term off at a '
+                    'time.\n\n' + markdown_table(ablation) + '\n')
+        if times:
+            f.write('Wall time per stage (s): ' + ', '.join(
+                f'{k} {v:.0f}' for k, v in times.items()) +
+                f' (total {sum(times.values()):.0f}).\n\n')
         for png in pictures + sorted(
                 p for p in os.listdir(out) if p.startswith('pred_')):
             f.write(f'![{png}]({png})\n')
     print(table)
+    print(seeds_md)
+    return result
 
 
 def predict_frames(config: str, checkpoint: str, data_root: str,
@@ -177,7 +287,7 @@ def write_pictures(models: Dict[str, tuple], data_root: str, out_dir: str,
         first = next(iter(preds.values()))[i]
         img = cv2.imread(first['img_path'])
         keys = ('corners', 'labels', 'scores')
-        rows = [dict(name=NAMES.get(n, n), **{k: preds[n][i][k]
+        rows = [dict(name=display_name(n), **{k: preds[n][i][k]
                                               for k in keys})
                 for n in models]
         png = osp.join(out_dir, f'pred_{osp.basename(first["img_path"])}')

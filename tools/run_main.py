@@ -1,21 +1,29 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
 """The MonoASD workflow end to end, one resumable stage after another.
 
-Stages (each skips what is already done; ``--stages`` picks a subset)::
+The reference protocol with a fair control (``docs/protocol.md``)::
 
     data     synthetic mini-KITTI (skipped when --data-root holds KITTI)
     depth    dense depth maps from velodyne (tools/dense_depth.py)
     infos    mmdet3d v2 info files (tools/create_data.py kitti)
     teacher  train the depth teacher
-    student  train the RGB baseline student
-    monoasd  distil the teacher into a student (AlignSelectDistiller)
-    export   write the distilled student as a plain student checkpoint
-    eval     KittiMetric of all three + inference time
-    report   results/results.{md,json}, configs and pictures
+    student  train the RGB baseline student                    (per seed)
+    control  baseline checkpoint trained further, same schedule as
+             MonoASD, no distillation                          (per seed)
+    monoasd  distil the teacher into a student initialised from the
+             baseline checkpoint (student_ckpt)                (per seed)
+    export   write each distilled student as a plain student checkpoint
+    eval     KittiMetric of every model + inference time
+    report   results/results.{md,json}: table, gains, seeds, ablation,
+             wall times, curves and pictures
+
+Every stage skips what is already done; ``--stages`` picks a subset.
 
 Examples::
 
     python tools/run_main.py                        # synthetic mini-KITTI
+    python tools/run_main.py --seeds 3              # 3 student-side seeds
+    python tools/run_main.py --ablation             # one KD term off each
     python tools/run_main.py --data-root data/kitti --profile kitti
 """
 import argparse
@@ -29,23 +37,30 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-STAGES = ('data', 'depth', 'infos', 'teacher', 'student', 'monoasd',
-          'export', 'eval', 'report')
+STAGES = ('data', 'depth', 'infos', 'teacher', 'student', 'control',
+          'monoasd', 'export', 'eval', 'report')
+CFG_DIR = 'configs/monoasd/'
 PROFILES = {
     'tiny': dict(
-        teacher='configs/monoasd/did-m3d_dla34_tiny_mini-kitti-car_teacher.py',
-        student='configs/monoasd/did-m3d_dla34_tiny_mini-kitti-car_student.py',
-        monoasd='configs/monoasd/monoasd_dla34_tiny_mini-kitti-car.py'),
+        teacher=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_teacher.py',
+        student=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_student.py',
+        control=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_control.py',
+        monoasd=CFG_DIR + 'monoasd_dla34_tiny_mini-kitti-car.py'),
     'kitti': dict(
-        teacher='configs/monoasd/'
+        teacher=CFG_DIR +
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_teacher.py',
-        student='configs/monoasd/'
+        student=CFG_DIR +
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py',
-        monoasd='configs/monoasd/'
-        'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
+        control=CFG_DIR +
+        'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_control.py',
+        monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
-AP_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_{}_AP40_{}_{}'
-AP2D_KEY = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_{}_strict'
+#: Distillation terms switched off one at a time by --ablation.
+ABLATIONS = {
+    'no_align_select': ['model.loss_align_select.loss_weight=0.0'],
+    'no_affinity': ['model.loss_affinity.loss_weight=0.0'],
+    'no_head': ['model.loss_head=None'],
+}
 
 
 def log(msg: str) -> None:
@@ -63,6 +78,13 @@ def run(cmd: list) -> None:
                          f'{" ".join(cmd)}')
 
 
+def run_name(kind: str, seed: int, variant: str = '') -> str:
+    """Work-dir name of one training run ('student', 'monoasd_seed1',
+    'monoasd_no_head', ...)."""
+    name = kind + (f'_{variant}' if variant else '')
+    return name if seed == 0 else f'{name}_seed{seed}'
+
+
 def data_overrides(args) -> list:
     root = args.data_root.rstrip('/') + '/'
     keys = []
@@ -70,13 +92,11 @@ def data_overrides(args) -> list:
         keys.append(f'{loader}.dataset.data_root={root}')
     for ev in ('val_evaluator', 'test_evaluator'):
         keys.append(f'{ev}.ann_file={root}kitti_infos_val.pkl')
-    if args.epochs:
-        keys.append(f'train_cfg.max_epochs={args.epochs}')
     return keys
 
 
 def final_checkpoint(work_dir: str) -> str:
-    """``work_dir/last_checkpoint`` target when training finished."""
+    """The last checkpoint of a finished training ('' if unfinished)."""
     done = osp.join(work_dir, 'train_done.json')
     if not osp.isfile(done):
         return ''
@@ -84,22 +104,32 @@ def final_checkpoint(work_dir: str) -> str:
         return json.load(f)['checkpoint']
 
 
-def train(name: str, args, extra=()) -> str:
+def train(name: str, config: str, args, extra=()) -> str:
+    """Train ``config`` into ``work_dir/name`` unless already done."""
     work_dir = osp.join(args.work_dir, name)
     ckpt = final_checkpoint(work_dir)
     if ckpt and osp.isfile(ckpt):
         log(f'{name}: already trained ({ckpt})')
         return ckpt
-    cmd = [sys.executable, 'tools/train.py', PROFILES[args.profile][name],
-           '--work-dir', work_dir]
-    if glob.glob(osp.join(work_dir, 'epoch_*.pth')):
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if glob.glob(osp.join(work_dir, 'epoch_*.pth')) or glob.glob(
+            osp.join(work_dir, 'iter_*.pth')):
         cmd.append('--resume')
-    cmd += ['--cfg-options'] + data_overrides(args) + list(extra)
-    run(cmd)
+    opts = data_overrides(args) + list(extra)
+    if args.epochs:
+        opts.append(f'train_cfg.max_epochs={args.epochs}')
+    run(cmd + ['--cfg-options'] + opts)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     with open(osp.join(work_dir, 'train_done.json'), 'w') as f:
         json.dump(dict(checkpoint=ckpt), f)
+    return ckpt
+
+
+def need(args, name: str) -> str:
+    ckpt = final_checkpoint(osp.join(args.work_dir, name))
+    if not ckpt:
+        raise SystemExit(f'{name} is not trained yet: run its stage first')
     return ckpt
 
 
@@ -123,88 +153,108 @@ def stage_depth(args) -> None:
 
 
 def stage_infos(args) -> None:
-    if osp.isfile(osp.join(args.data_root, 'kitti_infos_test.pkl')):
+    if osp.isfile(osp.join(args.data_root, 'kitti_infos_val.pkl')):
         log('infos: exist')
         return
     run([sys.executable, 'tools/create_data.py', 'kitti', '--root-path',
          args.data_root])
 
 
+def seed_opts(seed: int) -> list:
+    return [f'randomness.seed={seed}']
+
+
+def stage_teacher(args) -> None:
+    train('teacher', PROFILES[args.profile]['teacher'], args)
+
+
+def stage_student(args) -> None:
+    for seed in args.seed_list:
+        train(run_name('student', seed), PROFILES[args.profile]['student'],
+              args, seed_opts(seed))
+
+
+def stage_control(args) -> None:
+    for seed in args.seed_list:
+        base = need(args, run_name('student', seed))
+        train(run_name('control', seed), PROFILES[args.profile]['control'],
+              args, seed_opts(seed) + [f'load_from={base}'])
+
+
+def monoasd_runs(args) -> list:
+    """(name, seed, extra options) of every distillation run."""
+    runs = [(run_name('monoasd', s), s, []) for s in args.seed_list]
+    if args.ablation:
+        runs += [(run_name('monoasd', 0, v), 0, opts)
+                 for v, opts in ABLATIONS.items()]
+    return runs
+
+
+def stage_monoasd(args) -> None:
+    teacher = need(args, 'teacher')
+    for name, seed, extra in monoasd_runs(args):
+        base = need(args, run_name('student', seed))
+        train(name, PROFILES[args.profile]['monoasd'], args,
+              seed_opts(seed) + [f'model.teacher_ckpt={teacher}',
+                                 f'model.student_ckpt={base}'] + extra)
+
+
 def stage_export(args) -> None:
-    ckpt = final_checkpoint(osp.join(args.work_dir, 'monoasd'))
-    out = osp.join(args.work_dir, 'monoasd', 'student_only.pth')
-    if osp.isfile(out):
-        log(f'export: {out} exists')
-        return
-    run([sys.executable, 'tools/export_student.py', ckpt, out])
+    for name, _, _ in monoasd_runs(args):
+        out = osp.join(args.work_dir, name, 'student_only.pth')
+        if osp.isfile(out):
+            log(f'export {name}: {out} exists')
+            continue
+        run([sys.executable, 'tools/export_student.py',
+             need(args, name), out])
+
+
+def evaluated_runs(args) -> list:
+    """(name, config, checkpoint) of every model to evaluate."""
+    prof = PROFILES[args.profile]
+    runs = [('teacher', prof['teacher'],
+             final_checkpoint(osp.join(args.work_dir, 'teacher')))]
+    for seed in args.seed_list:
+        for kind in ('student', 'control'):
+            name = run_name(kind, seed)
+            runs.append((name, prof['student'],
+                         final_checkpoint(osp.join(args.work_dir, name))))
+    for name, _, _ in monoasd_runs(args):
+        runs.append((name, prof['student'],
+                     osp.join(args.work_dir, name, 'student_only.pth')))
+    return runs
 
 
 def stage_eval(args) -> None:
-    for name in ('teacher', 'student', 'monoasd'):
+    for name, cfg, ckpt in evaluated_runs(args):
         work_dir = osp.join(args.work_dir, name)
         out = osp.join(work_dir, 'test_metrics.json')
         if osp.isfile(out):
             log(f'eval {name}: done')
             continue
-        if name == 'monoasd':
-            cfg = PROFILES[args.profile]['student']
-            ckpt = osp.join(work_dir, 'student_only.pth')
-        else:
-            cfg = PROFILES[args.profile][name]
-            ckpt = final_checkpoint(work_dir)
         run([sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir',
              osp.join(work_dir, 'test'), '--out-json', out,
              '--benchmark-images', str(args.benchmark_images),
              '--cfg-options'] + data_overrides(args))
 
 
-def train_seconds_per_iter(work_dir: str) -> float:
-    """Median 'time' of the training iterations logged in scalars.json."""
-    times = []
-    for path in glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                   'scalars.json')):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'loss' in rec and 'time' in rec:
-                    times.append(rec['time'])
-    times.sort()
-    return times[len(times) // 2] if times else float('nan')
-
-
 def stage_report(args) -> None:
     from monoasd_report import write_report  # noqa: E402 (tools/)
-    rows = {}
-    for name in ('teacher', 'student', 'monoasd'):
-        work_dir = osp.join(args.work_dir, name)
-        with open(osp.join(work_dir, 'test_metrics.json')) as f:
-            metrics = json.load(f)
-        row = dict(train_s_per_iter=train_seconds_per_iter(work_dir),
-                   infer_ms_per_image=metrics.get('infer_ms_per_image'))
-        for kind in ('3D', 'BEV'):
-            for diff in ('easy', 'moderate', 'hard'):
-                # strict: IoU 0.7; loose: IoU 0.5 (KittiMetric's names)
-                for iou, mode in (('', 'strict'), ('@0.5', 'loose')):
-                    row[f'{kind}{iou}_{diff}'] = metrics.get(
-                        AP_KEY.format(kind, diff, mode))
-        for diff in ('easy', 'moderate', 'hard'):
-            row[f'2D_{diff}'] = metrics.get(AP2D_KEY.format(diff))
-        rows[name] = row
+    prof = PROFILES[args.profile]
+    names = [name for name, _, _ in evaluated_runs(args)]
     os.makedirs(args.results, exist_ok=True)
-    for name in ('teacher', 'student', 'monoasd'):
-        src = PROFILES[args.profile][name]
+    for kind in ('teacher', 'student', 'control', 'monoasd'):
+        src = prof[kind]
         shutil.copy(osp.join(ROOT, src),
                     osp.join(args.results, osp.basename(src)))
-    prof = PROFILES[args.profile]
     args.picture_models = {
-        'teacher': (prof['teacher'],
-                    final_checkpoint(osp.join(args.work_dir, 'teacher'))),
-        'student': (prof['student'],
-                    final_checkpoint(osp.join(args.work_dir, 'student'))),
+        'teacher': (prof['teacher'], need(args, 'teacher')),
+        'student': (prof['student'], need(args, 'student')),
+        'control': (prof['student'], need(args, 'control')),
         'monoasd': (prof['student'],
                     osp.join(args.work_dir, 'monoasd', 'student_only.pth')),
     }
-    write_report(rows, args)
+    write_report(names, args)
 
 
 def parse_args(argv=None):
@@ -215,17 +265,32 @@ def parse_args(argv=None):
     p.add_argument('--profile', choices=sorted(PROFILES), default='tiny')
     p.add_argument('--stages', default=','.join(STAGES),
                    help=f'comma-separated subset of {",".join(STAGES)}')
-    p.add_argument('--num-train', type=int, default=48)
-    p.add_argument('--num-val', type=int, default=24)
+    p.add_argument('--num-train', type=int, default=NUM_TRAIN)
+    p.add_argument('--num-val', type=int, default=NUM_VAL)
     p.add_argument('--num-test', type=int, default=8)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the synthetic data')
+    p.add_argument('--seeds', type=int, default=1,
+                   help='training seeds 0..N-1 of the student-side stages '
+                   '(baseline, control, MonoASD); the report gives the '
+                   'median and spread')
+    p.add_argument('--ablation', action='store_true',
+                   help='also distil with each KD term off (seed 0)')
     p.add_argument('--epochs', type=int, default=None,
                    help='override max_epochs of every training stage')
     p.add_argument('--num-pictures', type=int, default=4,
                    help='val frames drawn for every model')
     p.add_argument('--benchmark-images', type=int, default=20,
                    help='images timed for inference ms/image')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error('--seeds must be >= 1')
+    args.seed_list = list(range(args.seeds))
+    return args
+
+
+#: Synthetic split sizes of the tiny profile.
+NUM_TRAIN, NUM_VAL = 48, 24
 
 
 def main(argv=None) -> None:
@@ -236,22 +301,23 @@ def main(argv=None) -> None:
         raise SystemExit(f'unknown stages {sorted(unknown)}; choose from '
                          f'{STAGES}')
     sys.path.insert(0, osp.join(ROOT, 'tools'))
+    os.makedirs(args.work_dir, exist_ok=True)
+    times_path = osp.join(args.work_dir, 'stage_seconds.json')
+    times = json.load(open(times_path)) if osp.isfile(times_path) else {}
     start = time.time()
     for stage in STAGES:
         if stage not in stages:
             continue
         t0 = time.time()
-        if stage in ('teacher', 'student'):
-            train(stage, args)
-        elif stage == 'monoasd':
-            teacher = final_checkpoint(osp.join(args.work_dir, 'teacher'))
-            if not teacher:
-                raise SystemExit('monoasd needs a trained teacher: run the '
-                                 'teacher stage first')
-            train('monoasd', args, [f'model.teacher_ckpt={teacher}'])
-        else:
-            globals()[f'stage_{stage}'](args)
-        log(f'stage {stage} took {time.time() - t0:.0f} s')
+        globals()[f'stage_{stage}'](args)
+        took = time.time() - t0
+        if stage != 'report':
+            # a resumed stage that finds everything done keeps its time
+            if took > 5 or stage not in times:
+                times[stage] = round(took, 1)
+            with open(times_path, 'w') as f:
+                json.dump(times, f, indent=1)
+        log(f'stage {stage} took {took:.0f} s')
     log(f'done in {time.time() - start:.0f} s')
 
 

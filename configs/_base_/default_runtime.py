@@ -15,7 +15,7 @@ default_hooks = dict(
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='Det3DVisualizationHook'))
-custom_hooks = [dict(type='HTLHook')]
+custom_hooks = [dict(type='HTLHook'), dict(type='ModalityMetaHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,6 +1,9 @@
 # MonoASD on KITTI, Car (spec B5.7): the RGB DID-M3D student distilled from
 # the depth teacher with align/select/fusion, affinity and head losses.
-_base_ = ['./did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py']
+# The schedule, optimizer, pipeline and seed are the control's (same
+# training without distillation; tools/run_main.py runs both).
+_base_ = ['./did-m3d_dla34_1xb16-150e_kitti-mono3d-car_control.py']
+load_from = None  # the student starts from student_ckpt
 
 model = dict(
     _delete_=True,
@@ -9,7 +12,10 @@ model = dict(
     # teacher: same architecture reading the depth input (TeacherDetector)
     teacher_ckpt='work_dirs/did-m3d_dla34_1xb16-150e_kitti-mono3d-car_teacher'
     '/best.pth',
-    student_ckpt=None,  # e.g. the RGB baseline checkpoint
+    # the reference protocol starts the student from the trained RGB
+    # baseline (tools/run_main.py passes it; None trains from scratch)
+    student_ckpt='work_dirs/did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student'
+    '/best.pth',
     teacher_norm_eval=True,
     feature_channels=(64, 128, 256, 512),
     align=dict(type='FeatureAlign'),
@@ -22,4 +28,3 @@ model = dict(
     loss_affinity=dict(type='AffinityLoss', batch_divisor=4, loss_weight=1.0),
     loss_head=dict(type='DIDHeadDistillLoss', kl_mode='batchmean'))
 
-optim_wrapper = dict(optimizer=dict(lr=3e-4))

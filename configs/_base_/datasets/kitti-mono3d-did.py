@@ -1,5 +1,5 @@
 # KITTI monocular 3D detection with DID-M3D's pipeline (spec B1).
-dataset_type = 'KittiDataset'
+dataset_type = 'MonoKittiDataset'
 data_root = 'data/kitti/'
 class_names = ['Car']
 input_modality = dict(use_lidar=False, use_camera=True)
@@ -57,6 +57,9 @@ train_dataloader = dict(
         modality=input_modality,
         load_type='fov_image_based',
         test_mode=False,
+        # frames without objects train the heatmap's background, as in the
+        # reference (mmdet3d would otherwise redraw another frame for them)
+        filter_empty_gt=False,
         metainfo=metainfo,
         box_type_3d='Camera',
         backend_args=backend_args))
@@ -81,7 +84,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type='KittiMetric',
+    type='MonoKittiMetric',
     ann_file=data_root + 'kitti_infos_val.pkl',
     metric='bbox',
     backend_args=backend_args)

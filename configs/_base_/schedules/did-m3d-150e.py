@@ -6,6 +6,9 @@ max_epochs = 150
 warmup_epochs = 5
 optim_wrapper = dict(
     type='OptimWrapper',
+    # leaves frozen modules (a distiller's teacher) out without a warning
+    # per parameter
+    constructor='TrainableOptimWrapperConstructor',
     optimizer=dict(
         type='AdamW', lr=lr, betas=(0.9, 0.999), eps=1e-8,
         weight_decay=1e-5),

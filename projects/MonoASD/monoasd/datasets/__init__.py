@@ -1,3 +1,14 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-from .transforms import *  # noqa: F401,F403
-from .transforms import __all__  # noqa: F401
+from .kitti_check import KittiFormatError, check_kitti_root
+from .kitti_mono_dataset import FrameError, MonoKittiDataset
+from .transforms import (KittiObjectFilter, LoadDenseDepth, MonoAffineAug,
+                         MonoColorJitter, PackMonoDepthInputs, flip_camera,
+                         kitti_level, pad_depth_to_image, project,
+                         similarity_matrix)
+
+__all__ = [
+    'FrameError', 'MonoKittiDataset', 'KittiFormatError', 'check_kitti_root',
+    'LoadDenseDepth', 'pad_depth_to_image', 'KittiObjectFilter',
+    'kitti_level', 'MonoAffineAug', 'similarity_matrix', 'flip_camera',
+    'project', 'MonoColorJitter', 'PackMonoDepthInputs'
+]

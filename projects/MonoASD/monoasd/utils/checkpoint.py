@@ -13,7 +13,8 @@ allow-list of exactly those types, found by saving real runner checkpoints
 globals they use:
 
 * ``mmengine.logging.history_buffer.HistoryBuffer``;
-* ``numpy.ndarray``, ``numpy.dtype`` and the concrete numeric dtype classes
+* ``numpy.ndarray``, ``numpy.dtype`` and the concrete numeric and string
+  dtype classes
   (``numpy.dtypes.Float64DType`` ...; a dtype's pickled state is applied to
   an instance of that class), plus ``numpy.core.multiarray._reconstruct``
   and ``numpy.core.multiarray.scalar`` under both their numpy 1
@@ -95,7 +96,9 @@ def _numpy_safe_globals() -> List[SafeGlobal]:
             entries.append((func, f'{module}.{func.__name__}'))
     # numpy >= 1.25 gives every dtype its own class (numpy.dtypes.*DType);
     # unpickling a dtype applies its state to an instance of that class.
-    for code in '?bBhHiIlLqQefdgFDG':
+    # 'U'/'S': numpy string scalars (``np.str_`` keys of mmdet3d's info
+    # metainfo travel into ``meta['dataset_meta']``).
+    for code in '?bBhHiIlLqQefdgFDGUS':
         dtype_cls = type(np.dtype(code))
         if dtype_cls is not np.dtype and dtype_cls not in entries:
             entries.append(dtype_cls)

@@ -9,7 +9,8 @@ from mmdet3d.registry import TRANSFORMS
 
 
 def pad_depth_to_image(depth: np.ndarray, img_hw: tuple,
-                       path: str = '<array>') -> np.ndarray:
+                       path: str = '<array>',
+                       max_pad_ratio: float = 0.1) -> np.ndarray:
     """Pad a crop-sized depth map back to the image size.
 
     Depth-completion maps are often bottom-anchored and horizontally centred
@@ -22,6 +23,11 @@ def pad_depth_to_image(depth: np.ndarray, img_hw: tuple,
         depth (np.ndarray): Depth map of shape (h, w).
         img_hw (tuple): Target image size (H, W).
         path (str): File name used in error messages.
+        max_pad_ratio (float): Largest share of the image height or width
+            that padding may fill. KITTI's depth-completion crops miss 23
+            rows and 26 columns of a 1242x375 image (6-7%); a map that
+            would need more padding is not a crop of this image, and
+            padding it would invent depth (an error instead).
 
     Returns:
         np.ndarray: Depth map of shape (H, W).
@@ -34,6 +40,13 @@ def pad_depth_to_image(depth: np.ndarray, img_hw: tuple,
             f'({img_w}x{img_h}); it does not belong to this image.')
     if (h, w) == (img_h, img_w):
         return depth
+    if img_h - h > max_pad_ratio * img_h or img_w - w > max_pad_ratio * img_w:
+        raise ValueError(
+            f'Depth map {path} has size {w}x{h} but its image is '
+            f'{img_w}x{img_h}: a depth-completion crop misses at most '
+            f'{max_pad_ratio:.0%} of the rows and columns (KITTI: 1216x352 '
+            'of 1242x375). Regenerate it with tools/dense_depth.py or raise '
+            'LoadDenseDepth(max_pad_ratio=...).')
     pad_top = img_h - h
     pad_left = (img_w - w) // 2
     pad_right = img_w - pad_left - w
@@ -60,13 +73,17 @@ class LoadDenseDepth(BaseTransform):
             Defaults to 'depth_dense'.
         img_dir (str): Name of the image folder. Defaults to 'image_2'.
         depth_scale (float): Stored value per metre. Defaults to 256.
+        max_pad_ratio (float): See :func:`pad_depth_to_image`. Defaults to
+            0.1.
     """
 
     def __init__(self,
                  depth_dir: str = 'depth_dense',
                  img_dir: str = 'image_2',
-                 depth_scale: float = 256.0) -> None:
+                 depth_scale: float = 256.0,
+                 max_pad_ratio: float = 0.1) -> None:
         self.depth_dir = depth_dir
+        self.max_pad_ratio = float(max_pad_ratio)
         self.img_dir = img_dir
         self.depth_scale = float(depth_scale)
 
@@ -101,7 +118,8 @@ class LoadDenseDepth(BaseTransform):
         depth = raw.astype(np.float32) / self.depth_scale
         img_hw = results['img_shape'][:2] if 'img_shape' in results \
             else results['img'].shape[:2]
-        results['depth_map'] = pad_depth_to_image(depth, img_hw, path)
+        results['depth_map'] = pad_depth_to_image(depth, img_hw, path,
+                                                  self.max_pad_ratio)
         results['depth_path'] = path
         return results
 

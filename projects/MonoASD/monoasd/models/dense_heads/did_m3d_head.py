@@ -139,6 +139,21 @@ class DIDM3DHead(BaseModule):
             (both convs N(0, 0.001), the reference) or ``'fast'`` (PyTorch's
             default init for the hidden conv, N(0, 0.001) for the output
             conv), which learns much faster in short CPU schedules.
+        depth_prior (float, optional): Initial visual depth in metres (the
+            output bias of ``vis_depth`` is set to ``-log(depth_prior)``).
+            None (the reference) leaves the Xavier init, whose visual depth
+            starts near 1 m: the head then needs thousands of iterations
+            just to reach the scale of the scene. A typical object depth
+            (20 m for KITTI cars) lets short schedules learn depth. The
+            visual depth is ``exp(-raw) * scale_depth`` with ``scale_depth``
+            = input height / image height (about 1 at 384x1280, 0.26 for
+            the tiny 96-pixel input), so give ``depth / scale_depth``.
+        detach_scale_depth (bool): Stop the depth losses' gradient through
+            ``scale_depth`` into the predicted 2D box (quirk Q19). The ratio
+            is constant unless a tiny box hits its ``clamp(min=1)``, where
+            the reference lets the depth loss shrink the 2D box to raise
+            the depth; without HTL's warm-up this stalls ``size_2d``.
+            Defaults to False (reference).
         train_cfg, test_cfg (dict, optional): Passed by mmdet detectors;
             unused.
         init_cfg (dict, optional): Unused; DID-M3D's init is applied.
@@ -166,6 +181,8 @@ class DIDM3DHead(BaseModule):
                  loss_depth: dict = dict(type='LaplacianAleatoricLoss'),
                  htl: Optional[dict] = dict(type='HierarchicalTaskLearning'),
                  reg_2d_init: str = 'did',
+                 depth_prior: Optional[float] = None,
+                 detach_scale_depth: bool = False,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -218,6 +235,10 @@ class DIDM3DHead(BaseModule):
             raise ValueError(f"reg_2d_init must be 'did' or 'fast', got "
                              f'{reg_2d_init!r}')
         self.reg_2d_init = reg_2d_init
+        if depth_prior is not None and depth_prior <= 0:
+            raise ValueError(f'depth_prior must be > 0 m, got {depth_prior}')
+        self.depth_prior = depth_prior
+        self.detach_scale_depth = detach_scale_depth
         self._did_init()
 
     # ------------------------------------------------------------------ init
@@ -240,6 +261,10 @@ class DIDM3DHead(BaseModule):
                 elif isinstance(m, nn.BatchNorm2d):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
+        if self.depth_prior is not None:
+            # vis = exp(-raw) * scale: start every visual depth at the prior
+            nn.init.constant_(self.vis_depth[-1].bias,
+                              -math.log(self.depth_prior))
 
     def init_weights(self) -> None:
         """DID-M3D's init is applied at construction; keep it."""
@@ -347,6 +372,8 @@ class DIDM3DHead(BaseModule):
         h_orig = v2 - v1
         scale_depth = (h_feat * self.down_ratio).clamp(min=1) / \
             h_orig.clamp(min=1)
+        if self.detach_scale_depth:
+            scale_depth = scale_depth.detach()
         vis = torch.exp(-self.vis_depth(x)[:, 0]) * scale_depth[:, None,
                                                                 None]
         att = self.att_depth(x)[:, 0]

@@ -7,12 +7,14 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from torch import Tensor
 
+from ..utils.finite_loss import FiniteLossMixin
+
 #: Input keys produced by :class:`MonoDepthDataPreprocessor`.
 INPUT_KEYS = ('imgs', 'depth_imgs')
 
 
 @MODELS.register_module()
-class DIDM3D(SingleStageMono3DDetector):
+class DIDM3D(FiniteLossMixin, SingleStageMono3DDetector):
     """DID-M3D: DLA-34 backbone, DLA-Up neck and :class:`DIDM3DHead`.
 
     The same class is the RGB student and the depth teacher; only
@@ -28,6 +30,9 @@ class DIDM3D(SingleStageMono3DDetector):
         train_cfg, test_cfg (dict, optional): Unused, kept for mmdet3d.
         data_preprocessor (dict, optional): Preprocessor config.
         init_cfg (dict, optional): Initialisation config.
+
+    A non-finite loss stops training with an error naming the term and the
+    iteration (:class:`FiniteLossMixin`).
     """
 
     def __init__(self,

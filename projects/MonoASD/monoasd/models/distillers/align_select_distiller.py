@@ -1,16 +1,19 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
 """MonoASD's Align-and-Select distiller (spec B5)."""
 import logging
+import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union  # noqa: F401
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import load_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from torch import Tensor
+
+from ..utils.finite_loss import FiniteLossMixin
 
 
 def _adapter(channels: int) -> nn.Sequential:
@@ -26,7 +29,7 @@ def _tokens(x: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class AlignSelectDistiller(BaseModel):
+class AlignSelectDistiller(FiniteLossMixin, BaseModel):
     """Distil a frozen depth teacher into an RGB student (MonoASD).
 
     Training (:meth:`loss`): teacher forward (no grad) -> student forward ->
@@ -142,14 +145,68 @@ class AlignSelectDistiller(BaseModel):
         for name, ckpt in (('teacher', self.teacher_ckpt),
                            ('student', self.student_ckpt)):
             if ckpt:
-                load_checkpoint(getattr(self, name), ckpt, map_location='cpu',
-                                strict=True)
-                print_log(f'loaded {name} weights from {ckpt}', 'current')
+                self._load_side(name, ckpt)
         if self.teacher_ckpt is None and not self.teacher_trainable:
             print_log(
                 'AlignSelectDistiller has no teacher_ckpt: the frozen '
                 'teacher keeps its initial weights', 'current',
                 level=logging.WARNING)
+
+    def _load_side(self, name: str, ckpt: str) -> None:
+        """Load ``teacher_ckpt``/``student_ckpt`` strictly, with checks.
+
+        Refuses a file that does not exist, one whose keys or shapes do not
+        fit the network, and one recorded (``meta['input_key']``, written by
+        :class:`ModalityMetaHook`) as reading another input than this side.
+        """
+        model = getattr(self, name)
+        if not osp.isfile(osp.expanduser(ckpt)):
+            raise FileNotFoundError(
+                f'model.{name}_ckpt={ckpt!r} does not exist: train the '
+                f'{name} first (tools/train.py with its config) or fix the '
+                'path')
+        state = CheckpointLoader.load_checkpoint(ckpt, map_location='cpu')
+        meta = state.get('meta', {}) if isinstance(state, dict) else {}
+        found = meta.get('input_key') if isinstance(meta, dict) else None
+        # a teacher fed through teacher_input_key reads 'imgs' by design
+        expected = None if name == 'teacher' and \
+            self.teacher_input_key is not None else getattr(
+                model, 'input_key', None)
+        if found is not None and expected is not None and found != expected:
+            raise ValueError(
+                f'model.{name}_ckpt={ckpt!r} was trained reading '
+                f'inputs[{found!r}], but the {name} reads '
+                f'inputs[{expected!r}]: '
+                + ('an RGB checkpoint cannot be the depth teacher; give the '
+                   'teacher config\'s checkpoint' if name == 'teacher' else
+                   'give the RGB baseline checkpoint'))
+        if found is None:
+            print_log(f'{name}_ckpt {ckpt} records no input modality '
+                      '(meta["input_key"]); not checked', 'current',
+                      level=logging.WARNING)
+        weights = state.get('state_dict', state)
+        weights = {k[len('module.'):] if k.startswith('module.') else k: v
+                   for k, v in weights.items()}
+        own = model.state_dict()
+        missing = sorted(set(own) - set(weights))
+        unexpected = sorted(set(weights) - set(own))
+        shapes = [f'{k}: checkpoint {tuple(weights[k].shape)} vs model '
+                  f'{tuple(own[k].shape)}' for k in own
+                  if k in weights and hasattr(weights[k], 'shape')
+                  and tuple(weights[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or shapes:
+            def some(keys):
+                return ', '.join(keys[:8]) + (' ...' if len(keys) > 8 else '')
+            raise ValueError(
+                f'model.{name}_ckpt={ckpt!r} does not fit the {name} '
+                f'({type(model).__name__}): {len(missing)} missing keys '
+                f'[{some(missing)}], {len(unexpected)} unexpected keys '
+                f'[{some(unexpected)}], {len(shapes)} shape mismatches '
+                f'[{some(shapes)}]. Is it a checkpoint of another '
+                'architecture or a distiller checkpoint (export it with '
+                'tools/export_student.py)?')
+        model.load_state_dict(weights, strict=True)
+        print_log(f'loaded {name} weights from {ckpt}', 'current')
 
     def state_dict(self, *args, **kwargs) -> Dict[str, Tensor]:
         """State dict without the teacher unless ``save_teacher``."""
@@ -231,8 +288,11 @@ class AlignSelectDistiller(BaseModel):
         fused_s = [f(s, a, sel) for f, s, a, sel in zip(
             self.fusions_s, adapted, aligned_s, sel_s)]
         if self.fusions_t is not None:
-            fused_t = [f(t, a, sel) for f, t, a, sel in zip(
-                self.fusions_t, teacher, aligned_t, sel_t)]
+            # the affinity loss detaches its teacher side, so the teacher
+            # fusion gets no gradient (quirk Q7): no graph is built for it
+            with torch.no_grad():
+                fused_t = [f(t, a, sel) for f, t, a, sel in zip(
+                    self.fusions_t, teacher, aligned_t, sel_t)]
         else:
             fused_t = teacher
         return dict(
@@ -250,19 +310,23 @@ class AlignSelectDistiller(BaseModel):
             t_feats = self.teacher.extract_feat(t_inputs)
         s_feats = self.student.extract_feat(inputs)
         s_head, t_head = self.student.bbox_head, self.teacher.bbox_head
-        does_head_kd = self.loss_head is not None and hasattr(
+        # DID-M3D heads expose targets/forward_train: the student's losses
+        # come from the same targets as the head distillation
+        did_head = hasattr(s_head, 'get_targets') and hasattr(
             s_head, 'forward_train')
+        does_head_kd = self.loss_head is not None and did_head
 
-        if does_head_kd:
+        if did_head:
             targets = s_head.get_targets(data_samples,
                                          inputs.get('depth_map'),
                                          s_feats[0].shape[-2:])
             s_out = s_head.forward_train(s_feats[0], targets)
             losses = s_head.loss_by_outputs(s_out, targets)
+        else:  # any mmdet3d dense head: loss(x, batch_data_samples)
+            losses = s_head.loss(s_feats, data_samples)
+        if does_head_kd:
             with torch.set_grad_enabled(self.teacher_trainable):
                 t_out = t_head.forward_train(t_feats[0], targets)
-        else:
-            losses = self.student.bbox_head.loss(s_feats, data_samples)
 
         for name, value in self.distill_features(s_feats, t_feats).items():
             losses[f'distill.{name}'] = value

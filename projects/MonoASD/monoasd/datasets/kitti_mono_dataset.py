@@ -1,0 +1,90 @@
+# Copyright (c) MonoASD contributors. All rights reserved.
+"""mmdet3d's KittiDataset, made safe for real KITTI copies.
+
+mmdet3d 1.4's :class:`~mmdet3d.datasets.KittiDataset` has three faults that
+every real KITTI copy meets, fixed here without changing what it loads:
+
+* a frame with no objects (or only DontCare lines) gets a 0-d
+  ``gt_bboxes_labels`` array and crashes ``_remove_dontcare`` with
+  ``IndexError: too many indices``; here it gets an empty (0,) array;
+* a v1 info file, or one without ``cam_instances``, fails deep inside with a
+  ``KeyError``; here the error names the file and the tool that writes the
+  right one (``tools/create_data.py kitti``);
+* any error while loading or transforming a frame (a corrupt image, a bad
+  depth map) is re-raised naming the frame and its image.
+"""
+import os.path as osp
+
+import mmengine
+import numpy as np
+from mmdet3d.datasets import KittiDataset
+from mmdet3d.registry import DATASETS
+
+#: What to run when an info file is missing something.
+INFO_HINT = ('write it with "python tools/create_data.py kitti --root-path '
+             '<kitti root>" (mmdet3d v2 infos with cam_instances)')
+
+
+class FrameError(RuntimeError):
+    """Loading or transforming one frame failed; names the frame."""
+
+
+@DATASETS.register_module()
+class MonoKittiDataset(KittiDataset):
+    """:class:`KittiDataset` for monocular KITTI that survives real data.
+
+    Same arguments and outputs as mmdet3d's ``KittiDataset``; see the
+    module docstring for what differs (empty frames, info-file checks,
+    errors that name the frame).
+    """
+
+    def load_data_list(self) -> list:
+        """Check the info file's format, then load it as mmdet3d does."""
+        infos = mmengine.load(self.ann_file)
+        if not isinstance(infos, dict) or 'data_list' not in infos:
+            kind = 'a list (the old v1 format)' if isinstance(
+                infos, list) else type(infos).__name__
+            raise ValueError(f'info file {self.ann_file} is {kind}, not an '
+                             f'mmdet3d v2 info file: {INFO_HINT}')
+        if self.load_type == 'fov_image_based':
+            for info in infos['data_list']:
+                if 'cam_instances' not in info and not self.test_mode:
+                    raise KeyError(
+                        f'info file {self.ann_file}: frame '
+                        f'{info.get("sample_idx", "?")} has no '
+                        f'"cam_instances" (needed by '
+                        f"load_type='fov_image_based'); {INFO_HINT}")
+        return super().load_data_list()
+
+    def parse_data_info(self, info: dict) -> dict:
+        """Give label-less frames (the test split) empty instance lists."""
+        if self.load_type == 'fov_image_based':
+            info.setdefault('cam_instances', {}).setdefault(
+                self.default_cam_key, [])
+        return super().parse_data_info(info)
+
+    def _remove_dontcare(self, ann_info: dict) -> dict:
+        """mmdet3d's filter, after giving empty frames 1-d label arrays."""
+        labels = ann_info.get('gt_bboxes_labels')
+        if labels is not None and np.ndim(labels) == 0:
+            ann_info['gt_bboxes_labels'] = np.zeros(0, dtype=np.int64)
+        return super()._remove_dontcare(ann_info)
+
+    def prepare_data(self, index: int):
+        """Load and transform frame ``index``; errors name the frame."""
+        try:
+            return super().prepare_data(index)
+        except FrameError:
+            raise
+        except Exception as exc:
+            info = self.get_data_info(index)
+            img = info.get('img_path') or info.get('images', {}).get(
+                self.default_cam_key, {}).get('img_path', '?')
+            frame = osp.splitext(osp.basename(str(img)))[0]
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, AttributeError) and 'NoneType' in reason:
+                reason = ('the image could not be decoded (corrupt or '
+                          f'truncated file?): {reason}')
+            raise FrameError(f'frame {frame} (image {img}, ann_file '
+                             f'{self.ann_file}): {type(exc).__name__}: '
+                             f'{reason}') from exc

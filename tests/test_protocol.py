@@ -1,0 +1,100 @@
+"""The main job's protocol: teacher -> baseline -> (control, MonoASD from
+the baseline checkpoint), seeds and ablation, and the report's statistics.
+"""
+import json
+import os.path as osp
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from conftest import import_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ('optim_wrapper', 'param_scheduler', 'train_cfg', 'randomness',
+          'train_dataloader', 'default_hooks', 'custom_hooks')
+
+
+@pytest.mark.parametrize('profile', ['tiny', 'kitti'])
+def test_control_config_matches_monoasd_but_the_model(profile):
+    prof = import_tool('run_main').PROFILES[profile]
+    control = Config.fromfile(str(ROOT / prof['control']))
+    monoasd = Config.fromfile(str(ROOT / prof['monoasd']))
+    for key in SHARED:
+        assert control.get(key) == monoasd.get(key), key
+    assert monoasd.model.type == 'AlignSelectDistiller'
+    assert control.model == monoasd.model.student
+    assert 'student_ckpt' in monoasd.model
+
+
+def fake_training(monkeypatch, tmp_path):
+    """Record the commands run_main would run; write what training leaves
+    behind (last_checkpoint) so later stages find their inputs."""
+    run_main = import_tool('run_main')
+    calls = []
+
+    def run(cmd):
+        calls.append(cmd)
+        if 'tools/train.py' in cmd:
+            work = cmd[cmd.index('--work-dir') + 1]
+            Path(work).mkdir(parents=True, exist_ok=True)
+            ckpt = osp.join(work, 'epoch_1.pth')
+            Path(ckpt).write_bytes(b'')
+            Path(work, 'last_checkpoint').write_text(ckpt)
+
+    monkeypatch.setattr(run_main, 'run', run)
+    return run_main, calls
+
+
+def test_protocol_commands_for_seeds_and_ablation(monkeypatch, tmp_path):
+    run_main, calls = fake_training(monkeypatch, tmp_path)
+    work = tmp_path / 'w'
+    run_main.main(['--work-dir', str(work), '--data-root', str(tmp_path),
+                   '--stages', 'teacher,student,control,monoasd',
+                   '--seeds', '2', '--ablation'])
+    trained = [c[c.index('--work-dir') + 1] for c in calls]
+    names = [osp.basename(w) for w in trained]
+    assert names == ['teacher', 'student', 'student_seed1', 'control',
+                     'control_seed1', 'monoasd', 'monoasd_seed1',
+                     'monoasd_no_align_select', 'monoasd_no_affinity',
+                     'monoasd_no_head']
+
+    def opts(name):
+        cmd = calls[names.index(name)]
+        return cmd[cmd.index('--cfg-options') + 1:]
+
+    base1 = str(work / 'student_seed1' / 'epoch_1.pth')
+    assert f'load_from={base1}' in opts('control_seed1')
+    assert 'randomness.seed=1' in opts('control_seed1')
+    assert f'model.student_ckpt={base1}' in opts('monoasd_seed1')
+    teacher = str(work / 'teacher' / 'epoch_1.pth')
+    assert f'model.teacher_ckpt={teacher}' in opts('monoasd')
+    assert 'model.loss_head=None' in opts('monoasd_no_head')
+    assert json.load(open(work / 'stage_seconds.json')).keys() == {
+        'teacher', 'student', 'control', 'monoasd'}
+
+
+def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):
+    run_main, _ = fake_training(monkeypatch, tmp_path)
+    with pytest.raises(SystemExit, match='teacher is not trained'):
+        run_main.main(['--work-dir', str(tmp_path), '--stages', 'monoasd'])
+
+
+def test_seed_table_median_spread_and_gain():
+    report = import_tool('monoasd_report')
+
+    def row(v):
+        return {c: v for c in report.KEY_COLUMNS}
+
+    rows = {'student': row(1.0), 'student_seed1': row(2.0),
+            'student_seed2': row(6.0), 'control': row(2.0),
+            'control_seed1': row(3.0), 'control_seed2': row(4.0),
+            'monoasd': row(5.0), 'monoasd_seed1': row(3.0),
+            'monoasd_seed2': row(10.0)}
+    md, stats = report.seed_table(rows, [0, 1, 2])
+    col = report.KEY_COLUMNS[0]
+    assert stats['student'][col] == dict(median=2.0, min=1.0, max=6.0, n=3)
+    # per-seed gains 3, 0, 6 -> median 3
+    assert stats['MonoASD - control'][col] == dict(median=3.0, min=0.0,
+                                                   max=6.0, n=3)
+    assert '3.00 [0.00, 6.00]' in md
