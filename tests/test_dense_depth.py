@@ -206,3 +206,33 @@ def test_corrupt_inputs_are_reported(kitti, tmp_path, capsys):
     assert str(copy / 'calib/000002.txt') in captured.err
     assert '1 written, 0 skipped, 2 failed' in captured.out
     assert sorted(os.listdir(copy / 'depth_dense')) == ['000000.png']
+
+
+def copy_inputs(root, dst):
+    for sub in ('image_2', 'calib', 'velodyne'):
+        shutil.copytree(root / sub, dst / sub)
+    return dst
+
+
+def test_dense_depth_reports_scans_without_image(kitti, tmp_path, capsys):
+    root, _ = kitti
+    copy = copy_inputs(root, tmp_path / 'copy')
+    os.remove(copy / 'image_2/000002.png')
+    assert dd.main(['--root', str(copy), '--workers', '1']) == 0
+    captured = capsys.readouterr()
+    assert '1 velodyne scan(s) have no image_2 file' in captured.err
+    assert '000002' in captured.err
+    assert '2 written' in captured.out and '1 without image' in captured.out
+
+
+def test_dense_depth_refuses_sparse_scan(kitti, tmp_path, capsys):
+    root, _ = kitti
+    copy = copy_inputs(root, tmp_path / 'copy')
+    velo = copy / 'velodyne/000001.bin'
+    points = np.fromfile(velo, dtype=np.float32).reshape(-1, 4)
+    points[:300].tofile(velo)
+    assert dd.main(['--root', str(copy), '--workers', '1']) == 1
+    captured = capsys.readouterr()
+    assert '000001: only' in captured.err and 'no depth map' in captured.err
+    assert '1 too sparse' in captured.out
+    assert not (copy / 'depth_dense/000001.png').exists()

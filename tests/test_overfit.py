@@ -1,10 +1,16 @@
 """Overfit a few synthetic frames with the real training stack.
 
 Trains the tiny teacher (dense depth input) and the tiny RGB student with
-mmengine's Runner on eight synthetic KITTI frames and evaluates them with
-mmdet3d's KittiMetric on the same frames: Car 3D AP at IoU 0.5 must rise
-above zero (IoU 0.7 needs far longer training). Marked slow (a few minutes
-on a 2-core CPU); CI runs it.
+mmengine's Runner on eight synthetic KITTI frames for 600 iterations
+(batch 2, lr 3e-3, x0.1 for the last quarter) and evaluates them with
+mmdet3d's KittiMetric on the same frames. Marked slow (about 6 minutes
+per model on a 2-core CPU); CI runs it.
+
+What made memorising possible (measured with this test, README "Tests"):
+the tiny head's ``depth_prior`` (the visual depth starts at scene scale
+instead of ~1 m, which Adam needs thousands of steps to leave) and
+``detach_scale_depth`` (without HTL's warm-up, the depth loss otherwise
+shrinks the predicted 2D boxes through the clamp in ``scale_depth``).
 """
 import os
 from pathlib import Path
@@ -20,8 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / 'configs' / 'monoasd'
 AP3D = 'Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_{}_{}'
 NUM_FRAMES = 8
-BATCH = 4
-EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 100))
+BATCH = 2
+EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 150))
+#: Car AP3D|R40 moderate at IoU 0.5 that each model must reach. Measured
+#: here (150 epochs): teacher 18.1, student 5.6, out of 35 attainable;
+#: the bars leave a factor of about 3 for other CPUs, whose float rounding
+#: makes training take another path.
+MIN_AP3D_05 = {'teacher': 6.0, 'student': 2.0}
 
 
 def moderate_cars(root: Path) -> int:
@@ -72,7 +83,10 @@ def overfit_cfg(name: str, root: Path, work_dir: Path) -> Config:
     for ev in ('val_evaluator', 'test_evaluator'):
         cfg[ev].ann_file = data_root + 'kitti_infos_train.pkl'
     cfg.optim_wrapper.optimizer.lr = 3e-3
-    cfg.param_scheduler = []
+    cfg.param_scheduler = [
+        dict(type='MultiStepLR', milestones=[int(EPOCHS * 0.77)], gamma=0.1,
+             by_epoch=True)
+    ]
     cfg.train_cfg = dict(
         type='EpochBasedTrainLoop', max_epochs=EPOCHS, val_interval=EPOCHS)
     cfg.default_hooks.checkpoint = dict(
@@ -99,6 +113,5 @@ def test_overfit_raises_car_ap(overfit_data, tmp_path, name):
     strict = metrics[AP3D.format('moderate', 'strict')]
     print(f'{name}: Car 3D AP40 moderate IoU0.5 {loose:.2f} IoU0.7 '
           f'{strict:.2f} (at most {cap:.1f} with these objects)')
-    # measured here: teacher 3.33, student 1.67 (IoU 0.5) after 200
-    # iterations from random weights (at most 35 with these objects)
-    assert loose > 0.5
+    kind = 'teacher' if 'teacher' in name else 'student'
+    assert loose >= MIN_AP3D_05[kind], (loose, strict)

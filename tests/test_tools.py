@@ -9,6 +9,7 @@
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import mmdet3d
 import pytest
 import torch
+
+from conftest import import_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / 'configs/monoasd'
@@ -86,8 +89,19 @@ def test_monoasd_train_resume_without_teacher_weights(mini_kitti, tmp_path):
     assert (tmp_path / 'epoch_2.pth').is_file()
 
 
-def test_format_only_writes_kitti_txt(mini_kitti, student_ckpt, tmp_path):
-    root, summary = mini_kitti
+def test_format_only_names_files_by_frame_id(
+        mini_kitti, student_ckpt, tmp_path):
+    src, _ = mini_kitti
+    # a test split whose ids have gaps: its one frame is renamed to 000007
+    root = tmp_path / 'kitti'
+    shutil.copytree(src, root)
+    old = (root / 'ImageSets' / 'test.txt').read_text().split()[0]
+    for sub, ext in (('image_2', '.png'), ('calib', '.txt'),
+                     ('velodyne', '.bin')):
+        os.rename(root / 'testing' / sub / f'{old}{ext}',
+                  root / 'testing' / sub / f'000007{ext}')
+    (root / 'ImageSets' / 'test.txt').write_text('000007\n')
+    import_tool('create_data').create_kitti_infos(str(root))
     out = tmp_path / 'kitti_test'
     r = str(root) + '/'
     run(['tools/test.py', STUDENT, str(student_ckpt), '--work-dir',
@@ -107,7 +121,7 @@ def test_format_only_writes_kitti_txt(mini_kitti, student_ckpt, tmp_path):
         'pred_instances', 'pred_instances_3d']
     out = out / 'pred_instances_3d'
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted(f'{i}.txt' for i in test_ids)
+    assert files == sorted(f'{i}.txt' for i in test_ids) == ['000007.txt']
     lines = [ln for f in out.iterdir() for ln in f.read_text().splitlines()]
     assert lines, 'score_thr=0 must produce detections'
     for line in lines:
@@ -120,7 +134,8 @@ def test_demo_writes_picture_and_txt(mini_kitti, student_ckpt, tmp_path):
     img = root / 'training' / 'image_2' / f'{idx}.png'
     calib = root / 'training' / 'calib' / f'{idx}.txt'
     run(['tools/demo.py', str(img), str(calib), STUDENT, str(student_ckpt),
-         '--out-dir', str(tmp_path)])
+         '--out-dir', str(tmp_path), '--cfg-options',
+         'model.bbox_head.head_conv=16'])
     assert (tmp_path / f'{idx}.png').stat().st_size > 0
     for line in (tmp_path / f'{idx}.txt').read_text().splitlines():
         assert KITTI_LINE.match(line), line
@@ -139,3 +154,20 @@ def test_demo_rejects_calib_without_p2(mini_kitti, student_ckpt, tmp_path):
         capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert 'has no "P2:" line' in proc.stderr and str(bad) in proc.stderr
+
+
+def test_demo_rejects_checkpoint_of_another_config(mini_kitti, student_ckpt,
+                                                   tmp_path):
+    root, _ = mini_kitti
+    idx = (root / 'ImageSets' / 'val.txt').read_text().split()[0]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the checkpoint has head_conv=16, the plain config 64
+    proc = subprocess.run(
+        [sys.executable, 'tools/demo.py',
+         str(root / 'training' / 'image_2' / f'{idx}.png'),
+         str(root / 'training' / 'calib' / f'{idx}.txt'), STUDENT,
+         str(student_ckpt), '--out-dir', str(tmp_path)], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert 'size mismatch' in proc.stderr and 'bbox_head' in proc.stderr
+    assert not list(tmp_path.glob('*.png'))

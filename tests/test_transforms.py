@@ -222,7 +222,7 @@ def test_load_dense_depth_path_and_scale(tmp_path):
 
 def test_pad_depth_to_image_by_hand():
     depth = np.arange(1, 21, dtype=np.float32).reshape(4, 5)
-    out = pad_depth_to_image(depth, (7, 10))
+    out = pad_depth_to_image(depth, (7, 10), max_pad_ratio=1.0)
     # pad_top = 7 - 4 = 3, pad_left = floor(5 / 2) = 2, pad_right = 3.
     expect = np.empty((7, 10), dtype=np.float32)
     rows = [0, 0, 0, 0, 1, 2, 3]
@@ -234,6 +234,8 @@ def test_pad_depth_to_image_by_hand():
     np.testing.assert_array_equal(out[3:, 2:7], depth)
     # Same size: unchanged; larger than the image: an error.
     assert pad_depth_to_image(depth, (4, 5)) is depth
+    with pytest.raises(ValueError, match='x.png has size 5x4'):
+        pad_depth_to_image(depth, (7, 10), 'x.png')  # 43 % of rows padded
     with pytest.raises(ValueError, match='x.png'):
         pad_depth_to_image(depth, (3, 5), 'x.png')
 
@@ -242,7 +244,7 @@ def test_load_dense_depth_pads_crop(tmp_path):
     results, depth_path = _depth_results(tmp_path)
     raw = (np.arange(20, dtype=np.uint16).reshape(4, 5) + 1) * 256
     assert cv2.imwrite(str(depth_path), raw)
-    out = LoadDenseDepth()(results)['depth_map']
+    out = LoadDenseDepth(max_pad_ratio=1.0)(results)['depth_map']
     assert out.shape == (7, 10)
     np.testing.assert_array_equal(out[3:, 2:7], raw / 256.0)
     np.testing.assert_array_equal(out[:3, 2:7], np.tile(raw[:1] / 256.0,
@@ -750,6 +752,9 @@ def test_end_to_end_train_pipeline(teacher_cfg, mini_kitti, filter_levels):
         'KittiObjectFilter', 'MonoAffineAug', 'MonoColorJitter',
         'PackMonoDepthInputs']
     pipeline[3]['filter_levels'] = filter_levels
+    # frames whose cars are all filtered out are redrawn (the geometry
+    # checks below need boxes)
+    ds_cfg.filter_empty_gt = True
     dataset = DATASETS.build(ds_cfg)
     # Same draws without the colour jitter (it runs after the affine warp),
     # so that the packed image can be compared with the raw image.

@@ -14,7 +14,7 @@ import sys
 import cv2
 import numpy as np
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
@@ -60,6 +60,9 @@ def main(argv=None):
     parser.add_argument('checkpoint')
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument('--score-thr', type=float, default=0.0)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys (e.g. the head size the '
+                        'checkpoint was trained with)')
     args = parser.parse_args(argv)
 
     init_default_scope('mmdet3d')
@@ -68,14 +71,16 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     if not osp.isfile(args.image):
         raise FileNotFoundError(f'image {args.image} not found')
+    p2 = read_p2(args.calib)  # bad inputs fail before the model is built
     model = MODELS.build(cfg.model)
     # strict: a checkpoint of another config must not run on random weights
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model.eval()
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
-    p2 = read_p2(args.calib)
     pred = detect(model, pipeline, args.image, p2)
 
     classes = cfg.test_dataloader.dataset.metainfo['classes']

@@ -442,10 +442,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print('warning: %d velodyne scan(s) have no image_2 file and get no '
               'depth map: %s' % (len(no_image), ', '.join(no_image[:20])),
               file=sys.stderr)
-    print('dense depth -> %s: %d written, %d skipped, %d too sparse, '
-          '%d failed, %d without image (%.1f s%s)'
-          % (out_dir, counts['written'], counts['skipped'], counts['sparse'],
-             counts['failed'], len(no_image), elapsed, rate))
+    print('dense depth -> %s: %d written, %d skipped, %d failed, %d too '
+          'sparse, %d without image (%.1f s%s)'
+          % (out_dir, counts['written'], counts['skipped'], counts['failed'],
+             counts['sparse'], len(no_image), elapsed, rate))
     return 1 if failures else 0
 
 

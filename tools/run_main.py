@@ -55,6 +55,8 @@ PROFILES = {
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_control.py',
         monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
+#: Synthetic split sizes of the tiny profile.
+NUM_TRAIN, NUM_VAL = 96, 24
 #: Distillation terms switched off one at a time by --ablation.
 ABLATIONS = {
     'no_align_select': ['model.loss_align_select.loss_weight=0.0'],
@@ -287,10 +289,6 @@ def parse_args(argv=None):
         p.error('--seeds must be >= 1')
     args.seed_list = list(range(args.seeds))
     return args
-
-
-#: Synthetic split sizes of the tiny profile.
-NUM_TRAIN, NUM_VAL = 48, 24
 
 
 def main(argv=None) -> None:

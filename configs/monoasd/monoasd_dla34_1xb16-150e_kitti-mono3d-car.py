@@ -27,4 +27,3 @@ model = dict(
         loss_weight=10.0),
     loss_affinity=dict(type='AffinityLoss', batch_divisor=4, loss_weight=1.0),
     loss_head=dict(type='DIDHeadDistillLoss', kl_mode='batchmean'))
-

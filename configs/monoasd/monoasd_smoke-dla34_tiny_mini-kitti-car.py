@@ -72,7 +72,8 @@ custom_hooks = []  # no HTL in SMOKE
 # SMOKE's coder maps feature-frame points back with trans_mat
 _affine = dict(type='MonoAffineAug', out_size=(320, 96),
                trans_mat_down_ratio=4)
-train_dataloader = dict(dataset=dict(pipeline=[
+# mmdet3d's SMOKE head cannot build targets for a batch without objects
+train_dataloader = dict(dataset=dict(filter_empty_gt=True, pipeline=[
     dict(type='LoadImageFromFileMono3D'),
     dict(
         type='LoadAnnotations3D',
