@@ -12,6 +12,7 @@ instead of ~1 m, which Adam needs thousands of steps to leave) and
 ``detach_scale_depth`` (without HTL's warm-up, the depth loss otherwise
 shrinks the predicted 2D boxes through the clamp in ``scale_depth``).
 """
+import ast
 import os
 from pathlib import Path
 
@@ -26,8 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / 'configs' / 'monoasd'
 AP3D = 'Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_{}_{}'
 NUM_FRAMES = 8
-BATCH = 2
+BATCH = int(os.environ.get('MONOASD_OVERFIT_BATCH', 2))
 EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 150))
+#: Extra config options for measuring other settings, e.g.
+#: MONOASD_OVERFIT_CFG='model.bbox_head.depth_prior=None
+#: model.bbox_head.detach_scale_depth=False' (space-separated key=value,
+#: values as Python literals).
+EXTRA_CFG = os.environ.get('MONOASD_OVERFIT_CFG', '')
 #: Car AP3D|R40 moderate at IoU 0.5 that each model must reach. Measured
 #: here (150 epochs): teacher 18.1, student 5.6, out of 35 attainable;
 #: the bars leave a factor of about 3 for other CPUs, whose float rounding
@@ -94,6 +100,9 @@ def overfit_cfg(name: str, root: Path, work_dir: Path) -> Config:
     cfg.default_hooks.logger.interval = 10
     cfg.custom_hooks = []
     cfg.randomness = dict(seed=0)
+    for item in EXTRA_CFG.split():
+        key, value = item.split('=', 1)
+        cfg.merge_from_dict({key: ast.literal_eval(value)})
     return cfg
 
 

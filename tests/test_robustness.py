@@ -376,3 +376,52 @@ def test_nonfinite_loss_stops_naming_the_term():
                   loss_depth=torch.tensor(float('nan')))
     with pytest.raises(FloatingPointError, match='loss_depth=nan'):
         model.parse_losses(losses)
+
+
+def test_train_and_test_tools_on_copy_with_dontcare_and_empty_frames(
+        kitti_copy, tmp_path):
+    """tools/train.py and tools/test.py on a copy with DontCare lines in
+    every labelled frame and two empty frames (one train, one val); the
+    checkpoint trained on it loads in tools/test.py."""
+    import subprocess
+    import sys
+    dc = 'DontCare -1 -1 -10 10 20 60 70 -1 -1 -1 -1000 -1000 -1000 -10\n'
+    ids = {s: (kitti_copy / 'ImageSets' / f'{s}.txt').read_text().split()
+           for s in ('train', 'val')}
+    for split, names in ids.items():
+        for i, idx in enumerate(names):
+            label = kitti_copy / 'training/label_2' / f'{idx}.txt'
+            label.write_text('' if i == 0 else label.read_text() + dc)
+    import_tool('create_data').create_kitti_infos(str(kitti_copy))
+    r = str(kitti_copy) + '/'
+    opts = [f'{d}.dataset.data_root={r}' for d in
+            ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    opts += [f'{e}.ann_file={r}kitti_infos_val.pkl'
+             for e in ('val_evaluator', 'test_evaluator')]
+    opts += ['train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
+             'model.bbox_head.head_conv=16'] + [
+                 f'{d}.{k}' for d in ('train_dataloader', 'val_dataloader',
+                                      'test_dataloader')
+                 for k in ('num_workers=0', 'persistent_workers=False')]
+    work = tmp_path / 'work'
+
+    def run(args):
+        proc = subprocess.run([sys.executable] + args, cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout + proc.stderr
+
+    log = run(['tools/train.py', str(STUDENT_CFG), '--work-dir', str(work),
+               '--cfg-options'] + opts)
+    assert 'nan' not in log.split('Epoch(train)')[-1].split('\n')[0]
+    ckpt = work / 'epoch_1.pth'
+    meta = safe_torch_load(str(ckpt))['meta']
+    assert meta['input_key'] == 'imgs'
+    assert all(type(k) is str for k in meta['dataset_meta']['categories'])
+    out = tmp_path / 'metrics.json'
+    run(['tools/test.py', str(STUDENT_CFG), str(ckpt), '--work-dir',
+         str(tmp_path / 'test'), '--out-json', str(out), '--cfg-options'] +
+        opts)
+    metrics = mmengine.load(str(out))
+    assert 'Kitti metric/pred_instances_3d/KITTI/' \
+        'Car_3D_AP40_moderate_strict' in metrics

@@ -39,7 +39,9 @@ def parse_args(argv=None):
 
 def build_cfg(args) -> Config:
     cfg = load_cfg(args)
-    cfg.load_from = args.checkpoint
+    # loaded strictly in main(): a checkpoint of another config must not be
+    # evaluated on partly random weights (mmengine's load_from is lenient)
+    cfg.load_from = None
     if args.format_only:
         if not args.submission_prefix:
             raise SystemExit('--format-only needs --submission-prefix DIR')
@@ -76,6 +78,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     runner = build_runner(cfg)
+    runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
     metrics = runner.test()
     if args.benchmark_images > 0:
         metrics['infer_ms_per_image'] = benchmark_inference(
