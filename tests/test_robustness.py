@@ -378,11 +378,11 @@ def test_nonfinite_loss_stops_naming_the_term():
         model.parse_losses(losses)
 
 
-def test_train_and_test_tools_on_copy_with_dontcare_and_empty_frames(
+def test_train_and_test_tools_on_copy_with_dontcare_empty_mixed_sizes(
         kitti_copy, tmp_path):
     """tools/train.py and tools/test.py on a copy with DontCare lines in
-    every labelled frame and two empty frames (one train, one val); the
-    checkpoint trained on it loads in tools/test.py."""
+    every labelled frame, two empty frames (one train, one val) and two
+    image sizes; the checkpoint trained on it loads in tools/test.py."""
     import subprocess
     import sys
     dc = 'DontCare -1 -1 -10 10 20 60 70 -1 -1 -1 -1000 -1000 -1000 -10\n'
@@ -392,7 +392,20 @@ def test_train_and_test_tools_on_copy_with_dontcare_and_empty_frames(
         for i, idx in enumerate(names):
             label = kitti_copy / 'training/label_2' / f'{idx}.txt'
             label.write_text('' if i == 0 else label.read_text() + dc)
+    # mixed image sizes: one frame (and its depth map) gets 10 more rows
+    # and 20 more columns at the bottom-right (calib and labels still hold)
+    idx = ids['train'][1]
+    for sub, flag in (('image_2', cv2.IMREAD_COLOR),
+                      ('depth_dense', cv2.IMREAD_UNCHANGED)):
+        path = str(kitti_copy / 'training' / sub / f'{idx}.png')
+        img = cv2.imread(path, flag)
+        cv2.imwrite(path, cv2.copyMakeBorder(img, 0, 10, 0, 20,
+                                             cv2.BORDER_CONSTANT, value=0))
     import_tool('create_data').create_kitti_infos(str(kitti_copy))
+    infos = mmengine.load(str(kitti_copy / 'kitti_infos_train.pkl'))
+    sizes = {(i['images']['CAM2']['height'], i['images']['CAM2']['width'])
+             for i in infos['data_list']}
+    assert len(sizes) == 2
     r = str(kitti_copy) + '/'
     opts = [f'{d}.dataset.data_root={r}' for d in
             ('train_dataloader', 'val_dataloader', 'test_dataloader')]
