@@ -35,10 +35,11 @@ EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 150))
 #: values as Python literals).
 EXTRA_CFG = os.environ.get('MONOASD_OVERFIT_CFG', '')
 #: Car AP3D|R40 moderate at IoU 0.5 that each model must reach. Measured
-#: here (150 epochs): teacher 18.1, student 5.6, out of 35 attainable;
-#: the bars leave a factor of about 3 for other CPUs, whose float rounding
-#: makes training take another path.
-MIN_AP3D_05 = {'teacher': 6.0, 'student': 2.0}
+#: here (150 epochs, out of 35 attainable): teacher 10.83 with 2 threads and
+#: 18.11 with 1, student 3.83 and 5.57; float rounding (threads, CPU) sends
+#: training on another path, so the bars sit a factor of 2 or more below
+#: the lower measurement. The old test's settings gave 0.00.
+MIN_AP3D_05 = {'teacher': 5.0, 'student': 1.5}
 
 
 def moderate_cars(root: Path) -> int:
