@@ -20,8 +20,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from monoasd_vis import (draw_boxes_on_image, frame_name,  # noqa: E402
-                         kitti_lines, write_kitti_txt)
+from monoasd_vis import (draw_boxes_on_image, kitti_lines,  # noqa: E402
+                         write_kitti_txt)
 
 
 def read_p2(calib_path: str) -> np.ndarray:
@@ -66,8 +66,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     init_default_scope('mmdet3d')
-    import monoasd  # noqa: F401
     from mmdet3d.registry import MODELS
+    from monoasd.datasets import frame_name
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
     cfg = Config.fromfile(args.config)

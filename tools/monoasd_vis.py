@@ -4,7 +4,6 @@
 Used by ``tools/run_main.py`` (pictures of teacher, student and distilled
 student side by side) and ``tools/demo.py``.
 """
-import os.path as osp
 from typing import List, Optional, Sequence
 
 import cv2
@@ -134,7 +133,3 @@ def write_kitti_txt(path: str, lines: List[str]) -> None:
         f.write('\n'.join(lines) + ('\n' if lines else ''))
     import os
     os.replace(tmp, path)
-
-
-def frame_name(img_path: str) -> str:
-    return osp.splitext(osp.basename(img_path))[0]

@@ -103,6 +103,12 @@ def check_image_file(path: str) -> List[str]:
     return []
 
 
+def frame_name(img_path: str) -> str:
+    """Frame name of an image path: its file stem ('.../000123.png' ->
+    '000123')."""
+    return osp.splitext(osp.basename(img_path))[0]
+
+
 def find_image(folder: str, idx: str) -> str:
     """Path of frame ``idx`` in ``folder`` ('' when there is none)."""
     for ext in IMAGE_EXTS:

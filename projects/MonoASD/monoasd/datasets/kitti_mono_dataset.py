@@ -13,12 +13,11 @@ every real KITTI copy meets, fixed here without changing what it loads:
 * any error while loading or transforming a frame (a corrupt image, a bad
   depth map) is re-raised naming the frame and its image.
 """
-import os.path as osp
-
-import mmengine
 import numpy as np
 from mmdet3d.datasets import KittiDataset
 from mmdet3d.registry import DATASETS
+
+from .kitti_check import frame_name
 
 #: What to run when an info file is missing something.
 INFO_HINT = ('write it with "python tools/create_data.py kitti --root-path '
@@ -39,26 +38,32 @@ class MonoKittiDataset(KittiDataset):
     """
 
     def load_data_list(self) -> list:
-        """Check the info file's format, then load it as mmdet3d does."""
-        infos = mmengine.load(self.ann_file)
-        if not isinstance(infos, dict) or 'data_list' not in infos:
-            kind = 'a list (the old v1 format)' if isinstance(
-                infos, list) else type(infos).__name__
+        """mmdet3d's loading; a file that is no v2 info file names the tool.
+        """
+        try:
+            return super().load_data_list()
+        except (TypeError, ValueError) as exc:
+            # mmengine's own format checks, raised before any frame is read
+            msg = str(exc)
+            if 'should be a dict' in msg:
+                kind = ('a list (the old v1 format)' if 'list' in msg else
+                        msg.split('got ')[-1].rstrip('!'))
+            elif 'must have data_list and metainfo' in msg:
+                kind = 'a dict without data_list/metainfo'
+            else:
+                raise
             raise ValueError(f'info file {self.ann_file} is {kind}, not an '
-                             f'mmdet3d v2 info file: {INFO_HINT}')
-        if self.load_type == 'fov_image_based':
-            for info in infos['data_list']:
-                if 'cam_instances' not in info and not self.test_mode:
-                    raise KeyError(
-                        f'info file {self.ann_file}: frame '
-                        f'{info.get("sample_idx", "?")} has no '
-                        f'"cam_instances" (needed by '
-                        f"load_type='fov_image_based'); {INFO_HINT}")
-        return super().load_data_list()
+                             f'mmdet3d v2 info file: {INFO_HINT}') from exc
 
     def parse_data_info(self, info: dict) -> dict:
-        """Give label-less frames (the test split) empty instance lists."""
+        """Check ``cam_instances``; label-less frames (the test split) get
+        empty instance lists."""
         if self.load_type == 'fov_image_based':
+            if 'cam_instances' not in info and not self.test_mode:
+                raise KeyError(
+                    f'info file {self.ann_file}: frame '
+                    f'{info.get("sample_idx", "?")} has no "cam_instances" '
+                    f"(needed by load_type='fov_image_based'); {INFO_HINT}")
             info.setdefault('cam_instances', {}).setdefault(
                 self.default_cam_key, [])
         return super().parse_data_info(info)
@@ -80,7 +85,7 @@ class MonoKittiDataset(KittiDataset):
             info = self.get_data_info(index)
             img = info.get('img_path') or info.get('images', {}).get(
                 self.default_cam_key, {}).get('img_path', '?')
-            frame = osp.splitext(osp.basename(str(img)))[0]
+            frame = frame_name(str(img))
             reason = str(exc) or type(exc).__name__
             if isinstance(exc, AttributeError) and 'NoneType' in reason:
                 reason = ('the image could not be decoded (corrupt or '

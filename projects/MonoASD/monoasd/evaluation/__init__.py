@@ -5,11 +5,11 @@ See :mod:`monoasd.evaluation.kitti_cpu_iou` for what is patched and why.
 """
 from .kitti_cpu_iou import (apply_kitti_cpu_iou_patch, kitti_iou_path,
                             rotate_iou_cpu_eval)
-from .kitti_mono_metric import MonoKittiMetric, frame_name
+from .kitti_mono_metric import MonoKittiMetric, info_frame_name
 
 apply_kitti_cpu_iou_patch()
 
 __all__ = [
     'apply_kitti_cpu_iou_patch', 'kitti_iou_path', 'rotate_iou_cpu_eval',
-    'MonoKittiMetric', 'frame_name'
+    'MonoKittiMetric', 'info_frame_name'
 ]

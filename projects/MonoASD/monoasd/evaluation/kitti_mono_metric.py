@@ -11,12 +11,14 @@ import numpy as np
 from mmdet3d.evaluation.metrics import KittiMetric
 from mmdet3d.registry import METRICS
 
+from ..datasets.kitti_check import frame_name
 
-def frame_name(info: dict, cam_key: str = 'CAM2') -> str:
+
+def info_frame_name(info: dict, cam_key: str = 'CAM2') -> str:
     """Frame name of an info entry: its image's file stem ('000123')."""
     img = info.get('images', {}).get(cam_key, {}).get('img_path')
     if img:
-        return osp.splitext(osp.basename(img))[0]
+        return frame_name(img)
     return f'{int(info["sample_idx"]):06d}'
 
 
@@ -94,8 +96,8 @@ class MonoKittiMetric(KittiMetric):
             for pos in sample_idx_list:
                 src = osp.join(tmp, f'{pos:06d}.txt')
                 if osp.isfile(src):
-                    name = frame_name(self.data_infos[pos],
-                                      self.default_cam_key)
+                    name = info_frame_name(self.data_infos[pos],
+                                           self.default_cam_key)
                     shutil.move(src, osp.join(submission_prefix,
                                               name + '.txt'))
         return out
