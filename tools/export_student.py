@@ -7,11 +7,8 @@ student config (``tools/test.py STUDENT_CONFIG OUT.pth``) and runs with zero
 extra inference cost: no teacher, adapter, align, select or fusion weights.
 """
 import argparse
-import os
 import os.path as osp
-import tempfile
 
-import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
 PREFIX = 'student.'
@@ -19,7 +16,7 @@ PREFIX = 'student.'
 
 def export_student(src: str, dst: str) -> int:
     """Export; returns the number of tensors written."""
-    import monoasd  # noqa: F401  (safe checkpoint loading)
+    from monoasd.utils import save_checkpoint_atomic  # safe loading too
     ckpt = _load_checkpoint(src, map_location='cpu')
     state = ckpt.get('state_dict', ckpt)
     student = {k[len(PREFIX):]: v for k, v in state.items()
@@ -30,12 +27,7 @@ def export_student(src: str, dst: str) -> int:
     meta = dict(ckpt.get('meta', {}))
     meta['exported_from'] = osp.abspath(src)
     meta['input_key'] = 'imgs'  # the deployed student reads RGB
-    out_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
-    os.close(fd)
-    torch.save(dict(state_dict=student, meta=meta), tmp)
-    os.replace(tmp, dst)
+    save_checkpoint_atomic(dict(state_dict=student, meta=meta), dst)
     return len(student)
 
 

@@ -3,12 +3,19 @@
 from .checkpoint import (UnsafeCheckpointError, add_checkpoint_safe_globals,
                          apply_safe_checkpoint_loading,
                          checkpoint_safe_globals, load_from_local_safe,
-                         safe_torch_load)
+                         safe_torch_load, save_checkpoint_atomic)
+from .reference_converter import (REFERENCE_CLASSES, ConversionError,
+                                  convert_checkpoint_file,
+                                  convert_imagenet_dla, convert_reference,
+                                  fit_to_model, reference_state_dict)
 
 apply_safe_checkpoint_loading()
 
 __all__ = [
     'UnsafeCheckpointError', 'add_checkpoint_safe_globals',
     'apply_safe_checkpoint_loading', 'checkpoint_safe_globals',
-    'load_from_local_safe', 'safe_torch_load'
+    'load_from_local_safe', 'safe_torch_load', 'save_checkpoint_atomic',
+    'REFERENCE_CLASSES', 'ConversionError', 'convert_checkpoint_file',
+    'convert_imagenet_dla', 'convert_reference', 'fit_to_model',
+    'reference_state_dict'
 ]

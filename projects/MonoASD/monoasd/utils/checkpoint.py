@@ -243,3 +243,21 @@ def apply_safe_checkpoint_loading() -> None:
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local_safe, force=True)
     _APPLIED = True
+
+
+def save_checkpoint_atomic(checkpoint: Any, filename: str) -> None:
+    """``torch.save`` to a temporary file beside ``filename``, then rename,
+    so an interrupted write never leaves a truncated checkpoint."""
+    import os
+    import tempfile
+    out_dir = osp.dirname(osp.abspath(filename))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
+    os.close(fd)
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
