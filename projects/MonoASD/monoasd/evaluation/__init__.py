@@ -6,10 +6,11 @@ See :mod:`monoasd.evaluation.kitti_cpu_iou` for what is patched and why.
 from .kitti_cpu_iou import (apply_kitti_cpu_iou_patch, kitti_iou_path,
                             rotate_iou_cpu_eval)
 from .kitti_mono_metric import MonoKittiMetric, info_frame_name
+from .oracle import oracle_from_config, run_oracle
 
 apply_kitti_cpu_iou_patch()
 
 __all__ = [
     'apply_kitti_cpu_iou_patch', 'kitti_iou_path', 'rotate_iou_cpu_eval',
-    'MonoKittiMetric', 'info_frame_name'
+    'MonoKittiMetric', 'info_frame_name', 'oracle_from_config', 'run_oracle'
 ]
