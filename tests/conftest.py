@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthetic KITTI with mmdet3d v2 info files."""
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 #: Size and split sizes of the shared tiny dataset (half KITTI resolution).
 MINI_WIDTH, MINI_HEIGHT = 621, 188
 MINI_NUM_TRAIN, MINI_NUM_VAL, MINI_NUM_TEST = 4, 2, 1
+#: Full-size frames memorised by the overfit test (``overfit_data``).
+OVERFIT_FRAMES = 8
 
 
 def import_tool(name):
@@ -65,3 +68,42 @@ def read_labels(path):
                          hwl=np.array(v[7:10]), loc=np.array(v[10:13]),
                          ry=v[13]))
     return rows
+
+
+def ap40_ceiling(root: Path) -> float:
+    """Highest Car AP|R40 moderate that ``n`` moderate-or-easy cars allow.
+
+    mmdet3d's KITTI evaluation takes one recall threshold per true
+    positive (for n <= 40) and AP40 sums the precision at thresholds 1 to
+    40, so perfect detections of n objects give 100 * (n - 1) / 40
+    (``test_oracle.py`` checks that perfect outputs reach exactly this).
+    """
+    return 100.0 * (min(moderate_cars(root), 41) - 1) / 40
+
+
+def moderate_cars(root: Path) -> int:
+    """Cars of KITTI level Moderate or Easy in the train split."""
+    n = 0
+    for idx in (root / 'ImageSets' / 'train.txt').read_text().split():
+        for line in (root / 'training' / 'label_2' / f'{idx}.txt').open():
+            f = line.split()
+            if f[0] == 'Car' and float(f[7]) - float(f[5]) + 1 >= 25 and \
+                    float(f[1]) <= 0.3 and int(f[2]) <= 1:
+                n += 1
+    return n
+
+
+@pytest.fixture(scope='session')
+def overfit_data(tmp_path_factory):
+    """Eight full-size synthetic frames (train split) with info files."""
+    gen = import_tool('create_synthetic_kitti')
+    create_data = import_tool('create_data')
+    keep = os.environ.get('MONOASD_OVERFIT_WORK_DIR')
+    base = Path(keep) if keep else tmp_path_factory.mktemp('overfit')
+    root = base / 'kitti'
+    assert gen.main(['--out', str(root), '--num-train', str(OVERFIT_FRAMES),
+                     '--num-val', '1', '--num-test', '1', '--seed', '0',
+                     '--workers', '1'] + (['--overwrite'] if keep else [])
+                    ) == 0
+    create_data.create_kitti_infos(str(root))
+    return root

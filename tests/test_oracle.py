@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 
 from monoasd.evaluation.oracle import oracle_from_config, substitute
-from test_overfit import ap40_ceiling, overfit_data  # noqa: F401
+from conftest import ap40_ceiling
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / 'configs/monoasd/did-m3d_dla34_tiny_mini-kitti-car_student.py'

@@ -21,12 +21,11 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import import_tool
+from conftest import ap40_ceiling
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / 'configs' / 'monoasd'
 AP3D = 'Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_{}_{}'
-NUM_FRAMES = 8
 BATCH = int(os.environ.get('MONOASD_OVERFIT_BATCH', 2))
 EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 150))
 #: Extra config options for measuring other settings, e.g.
@@ -34,8 +33,8 @@ EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 150))
 #: model.bbox_head.detach_scale_depth=False' (space-separated key=value,
 #: values as Python literals).
 EXTRA_CFG = os.environ.get('MONOASD_OVERFIT_CFG', '')
-#: Keep the data and checkpoints there (e.g. for
-#: tools/analysis_tools/oracle_analysis.py); default: pytest's tmp dirs.
+#: Keep the data (conftest's ``overfit_data``) and checkpoints there, e.g.
+#: for tools/analysis_tools/oracle_analysis.py; default: pytest's tmp dirs.
 KEEP_DIR = os.environ.get('MONOASD_OVERFIT_WORK_DIR')
 #: Car AP3D|R40 moderate at IoU 0.5 that each model must reach. Measured
 #: here (150 epochs, out of 32.5 attainable): teacher 10.83 with 2 threads and
@@ -43,42 +42,6 @@ KEEP_DIR = os.environ.get('MONOASD_OVERFIT_WORK_DIR')
 #: training on another path, so the bars sit a factor of 2 or more below
 #: the lower measurement. The old test's settings gave 0.00.
 MIN_AP3D_05 = {'teacher': 5.0, 'student': 1.5}
-
-
-def ap40_ceiling(root: Path) -> float:
-    """Highest Car AP|R40 moderate that ``n`` moderate-or-easy cars allow.
-
-    mmdet3d's KITTI evaluation takes one recall threshold per true
-    positive (for n <= 40) and AP40 sums the precision at thresholds 1 to
-    40, so perfect detections of n objects give 100 * (n - 1) / 40
-    (``test_oracle.py`` checks that perfect outputs reach exactly this).
-    """
-    return 100.0 * (min(moderate_cars(root), 41) - 1) / 40
-
-
-def moderate_cars(root: Path) -> int:
-    """Cars of KITTI level Moderate or Easy in the train split."""
-    n = 0
-    for idx in (root / 'ImageSets' / 'train.txt').read_text().split():
-        for line in (root / 'training' / 'label_2' / f'{idx}.txt').open():
-            f = line.split()
-            if f[0] == 'Car' and float(f[7]) - float(f[5]) + 1 >= 25 and \
-                    float(f[1]) <= 0.3 and int(f[2]) <= 1:
-                n += 1
-    return n
-
-
-@pytest.fixture(scope='module')
-def overfit_data(tmp_path_factory):
-    gen = import_tool('create_synthetic_kitti')
-    create_data = import_tool('create_data')
-    base = Path(KEEP_DIR) if KEEP_DIR else tmp_path_factory.mktemp('overfit')
-    root = base / 'kitti'
-    assert gen.main(['--out', str(root), '--num-train', str(NUM_FRAMES),
-                     '--num-val', '1', '--num-test', '1', '--seed', '0',
-                     '--workers', '1']) == 0
-    create_data.create_kitti_infos(str(root))
-    return root
 
 
 def overfit_cfg(name: str, root: Path, work_dir: Path) -> Config:
