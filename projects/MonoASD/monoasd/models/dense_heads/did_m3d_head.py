@@ -154,6 +154,9 @@ class DIDM3DHead(BaseModule):
             the reference lets the depth loss shrink the 2D box to raise
             the depth; without HTL's warm-up this stalls ``size_2d``.
             Defaults to False (reference).
+        min_radius (int): Smallest heatmap Gaussian radius (feature cells).
+            The reference uses 0: an object a few cells wide is a single
+            positive cell. Defaults to 0.
         train_cfg, test_cfg (dict, optional): Passed by mmdet detectors;
             unused.
         init_cfg (dict, optional): Unused; DID-M3D's init is applied.
@@ -183,6 +186,7 @@ class DIDM3DHead(BaseModule):
                  reg_2d_init: str = 'did',
                  depth_prior: Optional[float] = None,
                  detach_scale_depth: bool = False,
+                 min_radius: int = 0,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -239,6 +243,7 @@ class DIDM3DHead(BaseModule):
             raise ValueError(f'depth_prior must be > 0 m, got {depth_prior}')
         self.depth_prior = depth_prior
         self.detach_scale_depth = detach_scale_depth
+        self.min_radius = int(min_radius)
         self._did_init()
 
     # ------------------------------------------------------------------ init
@@ -460,8 +465,8 @@ class DIDM3DHead(BaseModule):
             boxes_2d = boxes_2d[valid]
             wh = b4[:, 2:] - b4[:, :2]
             for j in range(len(labels)):
-                radius = centernet_gaussian_radius(
-                    float(wh[j, 0]), float(wh[j, 1]), self.min_overlap)
+                radius = max(self.min_radius, centernet_gaussian_radius(
+                    float(wh[j, 0]), float(wh[j, 1]), self.min_overlap))
                 gen_gaussian_target(heatmap[b, int(labels[j])],
                                     [int(ci[j, 0]), int(ci[j, 1])], radius)
             c2 = (b4[:, :2] + b4[:, 2:]) / 2

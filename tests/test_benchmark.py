@@ -1,0 +1,63 @@
+"""The benchmark command's tiny run: output format, not speed."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+from monoasd.apis import side_by_side, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    path = ROOT / 'tools' / 'analysis_tools' / 'benchmark.py'
+    spec = importlib.util.spec_from_file_location('benchmark', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_summarize_and_interleaving():
+    assert summarize([3.0, 1.0, 2.0]) == dict(median=2.0, best=1.0,
+                                              worst=3.0, n=3)
+    order = []
+    res = side_by_side(dict(a=lambda: order.append('a'),
+                            b=lambda: order.append('b')), reps=2, warmup=1)
+    assert order == ['a', 'b'] * 3  # warm-up, then interleaved
+    assert res['a']['n'] == res['b']['n'] == 2
+
+
+def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
+    root, _ = mini_kitti
+    out = tmp_path / 'bench.json'
+    res = _tool().main([
+        '--data-root', str(root), '--profiles', 'tiny', '--reps', '1',
+        '--sections', 'inference', 'train', 'data', 'memory', 'scan', 'eval',
+        '--scan-levels', '96:8', '--eval-frames', '12', '--data-batches',
+        '2', '--data-workers', '0', '--out', str(out)])
+    text = capsys.readouterr().out
+    for title in ('### Inference, tiny', '### Training step, tiny',
+                  '### Data pipeline, tiny', '### Peak memory',
+                  '### Selective scan', '### KittiMetric'):
+        assert title in text
+    assert json.loads(out.read_text())['reps'] == 1
+    tiny = res['profiles']['tiny']
+    inf = tiny['inference']
+    assert inf['input_hw'] == [96, 320]
+    assert inf['baseline_params'] == inf['monoasd_params'] > 1e6
+    assert inf['baseline_flops'] == inf['monoasd_flops'] > 1e8
+    train = tiny['train']
+    assert train['distiller_flops'] > train['student_flops'] > 0
+    parts = train['distiller_parts_median']
+    assert set(parts) >= {'teacher_forward', 'student_forward', 'select',
+                          'align', 'fusion', 'adapters', 'losses'}
+    assert all(v > 0 for k, v in parts.items() if k != 'backward_step_rest')
+    assert math.isfinite(train['time_vs_flop_ratio'])
+    assert tiny['data'][0]['workers'] == 0
+    assert tiny['memory']['distiller']['peak_mib'] > 100
+    (scan, ) = res['scan']
+    assert scan['L'] == 96 and scan['D'] == 16
+    assert scan['max_abs_err'] < 1e-4
+    ev = res['eval']
+    assert ev['frames'] == 12 and 0 < ev['iou_seconds'] < ev['seconds']
+    assert ev['ap3d_moderate_strict'] is not None
