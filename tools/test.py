@@ -12,9 +12,11 @@ import time
 
 import torch
 from mmengine.config import Config
+from mmengine.dist import is_main_process
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from monoasd_cli import add_common_args, build_runner, load_cfg, parse  # noqa
+from monoasd_cli import (add_common_args, build_runner, finish_distributed,  # noqa
+                         load_cfg, parse)
 
 
 def parse_args(argv=None):
@@ -85,9 +87,10 @@ def main(argv=None):
             runner, args.benchmark_images)
         runner.logger.info('inference: '
                            f'{metrics["infer_ms_per_image"]:.1f} ms/image')
-    if args.out_json:
+    if args.out_json and is_main_process():
         with open(args.out_json, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
+    finish_distributed()
     return metrics
 
 

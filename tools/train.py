@@ -9,7 +9,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from monoasd_cli import add_common_args, build_runner, load_cfg, parse  # noqa
+from monoasd_cli import (add_common_args, build_runner, finish_distributed,  # noqa
+                         load_cfg, parse)
 
 
 def parse_args(argv=None):
@@ -53,6 +54,7 @@ def main(argv=None):
     cfg = build_cfg(args)
     runner = build_runner(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -74,4 +74,3 @@ default_hooks = dict(
     logger=dict(interval=5),
     checkpoint=dict(interval=6, max_keep_ckpts=1))
 randomness = dict(seed=0)
-env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -19,9 +19,7 @@ worst of its repetitions. Sections:
 import copy
 import math
 import multiprocessing as mp
-import resource
 import statistics
-import sys
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -46,15 +44,18 @@ def summarize(times: Sequence[float]) -> Dict[str, float]:
 
 def side_by_side(fns: Dict[str, Callable[[], None]], reps: int,
                  warmup: int = 1) -> Dict[str, Dict[str, float]]:
-    """Time several functions with interleaved repetitions."""
+    """Time several functions with interleaved repetitions (the order is
+    reversed every other repetition)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
+    names = list(fns)
+    for rep in range(reps):
+        # A B, then B A: neither always runs first (caches, clocks)
+        for name in (names if rep % 2 == 0 else names[::-1]):
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: summarize(t) for name, t in times.items()}
 
@@ -435,24 +436,37 @@ def bench_eval(cfg: Config, num_frames: int, seed: int = 0) -> dict:
 
 
 # ------------------------------------------------------------------- memory
+def _rss_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
 def _peak_rss_child(config_path, data_root, batch_size, queue):
     import monoasd  # noqa: F401
     cfg = load_config(config_path, data_root)
     model = build_model(cfg).train()
     batch = train_batch(cfg, batch_size)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model.train_step(batch, _optim(model))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((base, peak))
+    optim = _optim(model)
+    model.train_step(copy.deepcopy(batch), optim)  # optimizer state exists
+    before = _rss_kib('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the peak (VmHWM) to the current RSS
+    model.train_step(batch, optim)
+    queue.put((before, _rss_kib('VmHWM')))
 
 
 def bench_memory(configs: Dict[str, str], data_root: Optional[str],
                  batch_size: int) -> Dict[str, dict]:
-    """Peak resident memory (MiB) of one training step, each model in a
-    fresh process (Linux ``ru_maxrss``)."""
+    """Peak resident memory (MiB) of a training step, each model in a
+    fresh process: the second step's peak (``VmHWM`` after resetting it
+    through ``/proc/self/clear_refs``; Linux only), and the resident memory
+    before it (model, batch, optimizer state)."""
     out = {}
     ctx = mp.get_context('spawn')
-    scale = 1 / 1024 if sys.platform != 'darwin' else 1 / 1024 / 1024
+    scale = 1 / 1024
     for name, path in configs.items():
         queue = ctx.Queue()
         proc = ctx.Process(target=_peak_rss_child,
