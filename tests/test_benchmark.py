@@ -23,7 +23,8 @@ def test_summarize_and_interleaving():
     order = []
     res = side_by_side(dict(a=lambda: order.append('a'),
                             b=lambda: order.append('b')), reps=2, warmup=1)
-    assert order == ['a', 'b'] * 3  # warm-up, then interleaved
+    # warm-up, then A B and B A alternately
+    assert order == ['a', 'b', 'a', 'b', 'b', 'a']
     assert res['a']['n'] == res['b']['n'] == 2
 
 
