@@ -33,7 +33,7 @@ KITTI_W = 1242
 
 # --------------------------------------------------------------- helpers
 def hand_radius(w, h, o=0.7):
-    """CenterNet gaussian_radius, literally as spec B1.5 writes it."""
+    """CenterNet gaussian_radius, written out independently (design D1.5)."""
     b1 = h + w
     c1 = w * h * (1 - o) / (1 + o)
     r1 = (b1 + math.sqrt(b1 ** 2 - 4 * c1)) / 2
@@ -77,7 +77,7 @@ def apply_affine(trans, pts):
 
 
 def flip_cam(cam, width):
-    """Analytic flipped P2 of spec B1.4 (cu' = W - cu)."""
+    """Analytic flipped P2 of design D1.4 (cu' = W - cu)."""
     out = cam.copy()
     out[0, 2] = width - cam[0, 2]
     out[0, 3] = width * cam[2, 3] - cam[0, 3]

@@ -1,5 +1,5 @@
 """AlignSelectDistiller: data flow, frozen teacher, gradients, checkpoints,
-head distillation and the student-only export (spec B5, decisions A4-A5).
+head distillation and the student-only export (design D5, design P4-P5).
 """
 import copy
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Tests of the DID-M3D DLA-Up neck (spec B2.2)."""
+"""Tests of the DID-M3D DLA-Up neck (design D2.2)."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ import torch.nn as nn
 import monoasd  # noqa: F401  (registers the plugin)
 from monoasd.models.necks.dla_up import DLAUp, IDAUp, bilinear_fill_
 
-#: 1-D bilinear kernel of a factor-2 up-sampling (spec B2.2).
+#: 1-D bilinear kernel of a factor-2 up-sampling (design D2.2).
 BILINEAR_1D = torch.tensor([0.25, 0.75, 0.75, 0.25])
 
 
@@ -44,7 +44,7 @@ def test_dla_up_output_shapes(backbone_feats):
 
 def test_dla_up_structure():
     neck = DLAUp()
-    # three IDAUps with 1, 2 and 3 up-sampling stages (spec B2.2)
+    # three IDAUps with 1, 2 and 3 up-sampling stages (design D2.2)
     assert [len(ida.projs) for ida in (neck.ida_0, neck.ida_1,
                                        neck.ida_2)] == [1, 2, 3]
     assert [ida.projs[0][0].in_channels
@@ -56,7 +56,7 @@ def test_dla_up_structure():
         assert m.kernel_size == (4, 4) and m.stride == (2, 2)
         assert m.padding == (1, 1) and m.bias is None
         assert m.groups == m.in_channels == m.out_channels
-        assert m.weight.requires_grad  # trainable (spec B2.2)
+        assert m.weight.requires_grad  # trainable (design D2.2)
     for m in neck.modules():
         if isinstance(m, nn.Conv2d):
             assert m.bias is None

@@ -80,7 +80,7 @@ def test_default_weights():
     for k in TERMS:
         expected = 0.0 if k in DEPENDENT else 1.0
         assert float(htl.weight(k)) == expected
-    # term prerequisites (spec B3)
+    # term prerequisites (design D3)
     assert set(DID_PREREQUISITES['depth']) == {'size_2d', 'size_3d',
                                                'offset_2d'}
     for k in ('offset_3d', 'size_3d', 'heading'):

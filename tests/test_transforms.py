@@ -1,4 +1,4 @@
-"""Tests of the MonoASD data transforms and data preprocessor (spec B1)."""
+"""Tests of the MonoASD data transforms and data preprocessor (design D1)."""
 import copy
 import importlib
 import math
@@ -39,7 +39,7 @@ OUT = (320, 96)
 #: ImageNet mean/std (x 255) as in the configs.
 MEAN = np.array([123.675, 116.28, 103.53])
 STD = np.array([58.395, 57.12, 57.375])
-#: CenterNet PCA lighting constants (spec B1.3 step 4).
+#: CenterNet PCA lighting constants (design D1.3 step 4).
 EIG_VAL = np.array([0.2141788, 0.01817699, 0.00341571])
 EIG_VEC = np.array([[-0.58752847, -0.69563484, 0.41340352],
                     [-0.5832747, 0.00994535, -0.81221408],
@@ -672,7 +672,7 @@ def test_preprocessor_normalises_and_builds_teacher_input():
     assert torch.equal(depth[1, :, :8, :16], depth_b)
     assert depth[0, :, :, 12:].abs().sum() == 0
     assert depth[1, :, 8:].abs().sum() == 0
-    # Teacher input: depth * aug_scale / 20480 on 3 channels (spec B1.3).
+    # Teacher input: depth * aug_scale / 20480 on 3 channels (design D1.3).
     teach = inputs['depth_imgs']
     assert tuple(teach.shape) == (2, 3, 10, 16)
     for c in range(3):

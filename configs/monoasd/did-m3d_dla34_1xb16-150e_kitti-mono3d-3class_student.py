@@ -1,4 +1,4 @@
-# RGB DID-M3D on KITTI with Pedestrian, Cyclist and Car (decision A2).
+# RGB DID-M3D on KITTI with Pedestrian, Cyclist and Car (design P2).
 _base_ = ['./did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py']
 class_names = ['Pedestrian', 'Cyclist', 'Car']
 metainfo = dict(classes=class_names)

@@ -1,4 +1,4 @@
-# RGB DID-M3D baseline / MonoASD student on KITTI, Car only (spec B4).
+# RGB DID-M3D baseline / MonoASD student on KITTI, Car only (design D4).
 _base_ = [
     '../_base_/datasets/kitti-mono3d-did.py',
     '../_base_/models/did-m3d_dla34.py',

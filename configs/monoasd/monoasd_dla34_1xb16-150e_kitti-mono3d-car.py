@@ -1,4 +1,4 @@
-# MonoASD on KITTI, Car (spec B5.7): the RGB DID-M3D student distilled from
+# MonoASD on KITTI, Car (design D5.7): the RGB DID-M3D student distilled from
 # the depth teacher with align/select/fusion, affinity and head losses.
 # The schedule, optimizer, pipeline and seed are the control's (same
 # training without distillation; tools/run_main.py runs both).

@@ -1,4 +1,4 @@
-# KITTI monocular 3D detection with DID-M3D's pipeline (spec B1).
+# KITTI monocular 3D detection with DID-M3D's pipeline (design D1).
 dataset_type = 'MonoKittiDataset'
 data_root = 'data/kitti/'
 class_names = ['Car']

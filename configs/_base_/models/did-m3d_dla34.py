@@ -1,4 +1,4 @@
-# DID-M3D (spec B2): mmdet3d's DLA-34, DLA-Up neck, DID-M3D head.
+# DID-M3D (design D2): mmdet3d's DLA-34, DLA-Up neck, DID-M3D head.
 model = dict(
     type='StudentDetector',
     data_preprocessor=dict(

@@ -1,4 +1,4 @@
-# DID-M3D/MonoASD schedule (spec B5.7): 5-epoch cosine warm-up from 1e-5,
+# DID-M3D/MonoASD schedule (design D5.7): 5-epoch cosine warm-up from 1e-5,
 # x0.1 at epochs 90 and 120 (corrected quirk Q9; the reference lands them at
 # 96 and 126), 150 epochs, AdamW with no decay on biases.
 lr = 1e-3

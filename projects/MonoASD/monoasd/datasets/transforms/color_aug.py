@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""CenterNet-style colour augmentation used by MonoASD (spec B1.3 step 4)."""
+"""CenterNet-style colour augmentation used by MonoASD (design D1.3 step 4)."""
 from typing import Sequence
 
 import cv2

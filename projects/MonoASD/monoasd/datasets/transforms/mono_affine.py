@@ -69,7 +69,7 @@ def to_4x4(cam2img) -> np.ndarray:
 
 @TRANSFORMS.register_module()
 class MonoAffineAug(BaseTransform):
-    """Warp image, depth map and labels to the network input (spec B1.3).
+    """Warp image, depth map and labels to the network input (design D1.3).
 
     Training draws, in this order: a horizontal flip with ``flip_prob``; a
     random crop with ``crop_prob`` of scale ``clip(1 + scale_std * N(0, 1),

@@ -36,7 +36,7 @@ def kitti_level(box_height: np.ndarray, truncated: np.ndarray,
 
 @TRANSFORMS.register_module()
 class KittiObjectFilter(BaseTransform):
-    """Drop objects DID-M3D does not train on (spec B1.2).
+    """Drop objects DID-M3D does not train on (design D1.2).
 
     An object is kept when its KITTI level is Easy, Moderate or Hard (from
     the annotated 2D box height ``y2 - y1 + 1``, truncation and occlusion)

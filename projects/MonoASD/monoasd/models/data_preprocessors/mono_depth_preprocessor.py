@@ -18,7 +18,7 @@ class MonoDepthDataPreprocessor(Det3DDataPreprocessor):
     On top of :class:`Det3DDataPreprocessor` (which produces
     ``inputs['imgs']``), the packed ``depth_map`` of every sample (1, H, W,
     metres) is padded to the batch image size and stacked into
-    ``inputs['depth_map']`` (B, 1, H, W). The teacher's input (spec B1.3
+    ``inputs['depth_map']`` (B, 1, H, W). The teacher's input (design D1.3
     step 5) is ``inputs['depth_imgs']`` (B, 3, H, W)::
 
         depth_imgs = clip(depth_m, 0, depth_max) * aug_scale / depth_divisor

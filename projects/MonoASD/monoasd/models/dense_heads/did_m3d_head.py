@@ -1,7 +1,7 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
 """DID-M3D head: CenterNet 2D heads, ROI 3D heads, targets, losses, decoding.
 
-Frames (spec conventions): the *original* frame is the raw image, the
+Frames (docs/design.md): the *original* frame is the raw image, the
 *input* frame is the network input (``trans_mat`` maps original -> input) and
 the *feature* frame is the input frame divided by ``down_ratio`` (4).
 """
@@ -35,7 +35,7 @@ TERMS = ('heatmap', 'offset_2d', 'size_2d', 'depth', 'offset_3d', 'size_3d',
 
 def centernet_gaussian_radius(width: float, height: float,
                               min_overlap: float = 0.7) -> int:
-    """Gaussian radius as CenterNet/DID-M3D compute it (spec B1.5).
+    """Gaussian radius as CenterNet/DID-M3D compute it (design D1.5).
 
     This is CenterNet's variant (each root divided by 2), which differs from
     mmdet's corrected CornerNet formula; DID-M3D's targets use this one.
@@ -113,7 +113,7 @@ def _depth_head(in_ch: int, mid: int) -> nn.Sequential:
 
 @MODELS.register_module()
 class DIDM3DHead(BaseModule):
-    """DID-M3D detection head (spec B2.3-B2.5, B1.5-B1.6, B3).
+    """DID-M3D detection head (design D2.3-D2.5, D1.5-D1.6, D3).
 
     Args:
         in_channels (int): Channels of the input map (B, C, H/4, W/4).
@@ -321,7 +321,7 @@ class DIDM3DHead(BaseModule):
     def forward_rois(self, feat: Tensor, batch_idx: Tensor, centers: Tensor,
                      labels: Tensor, dense: Dict[str, Tensor], trans: Tensor,
                      cams: Tensor) -> Dict[str, Tensor]:
-        """ROI branch at the given stride-4 cells (spec B2.4).
+        """ROI branch at the given stride-4 cells (design D2.4).
 
         The ROI box is the network's own 2D prediction at each cell
         (quirk Q14, faithful to DID-M3D).
@@ -416,7 +416,7 @@ class DIDM3DHead(BaseModule):
     @torch.no_grad()
     def get_targets(self, batch_data_samples: list, depth_map: Tensor,
                     feat_hw: Tuple[int, int]) -> Dict[str, Tensor]:
-        """Stride-4 targets of spec B1.5-B1.6 for a batch.
+        """Stride-4 targets of design D1.5-D1.6 for a batch.
 
         Args:
             batch_data_samples (list[Det3DDataSample]): With
@@ -524,7 +524,7 @@ class DIDM3DHead(BaseModule):
     # --------------------------------------------------------------- losses
     def loss_by_outputs(self, outputs: Dict[str, Tensor],
                         targets: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """DID-M3D losses (spec B3), weighted by HTL when enabled.
+        """DID-M3D losses (design D3), weighted by HTL when enabled.
 
         Returns:
             dict: ``loss_<term>`` for every term of :data:`TERMS`.
@@ -594,7 +594,7 @@ class DIDM3DHead(BaseModule):
     def decode(self, feat: Tensor, dense: Dict[str, Tensor],
                batch_data_samples: list) -> Tuple[List[InstanceData],
                                                   List[InstanceData]]:
-        """Decode top-k heatmap peaks into KITTI boxes (spec B2.5).
+        """Decode top-k heatmap peaks into KITTI boxes (design D2.5).
 
         Returns:
             tuple[list[InstanceData], list[InstanceData]]: 3D results

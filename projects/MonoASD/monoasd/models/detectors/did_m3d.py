@@ -18,7 +18,7 @@ class DIDM3D(FiniteLossMixin, SingleStageMono3DDetector):
     """DID-M3D: DLA-34 backbone, DLA-Up neck and :class:`DIDM3DHead`.
 
     The same class is the RGB student and the depth teacher; only
-    ``input_key`` differs (decision A4): ``'imgs'`` (normalised RGB) or
+    ``input_key`` differs (design P4): ``'imgs'`` (normalised RGB) or
     ``'depth_imgs'`` (the teacher's 3-channel depth input).
 
     Args:

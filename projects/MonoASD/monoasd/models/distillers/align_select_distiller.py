@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""MonoASD's Align-and-Select distiller (spec B5)."""
+"""MonoASD's Align-and-Select distiller (design D5)."""
 import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union  # noqa: F401
@@ -17,7 +17,7 @@ from ..utils.finite_loss import FiniteLossMixin
 
 
 def _adapter(channels: int) -> nn.Sequential:
-    """Per-level student adapter: 3x3 conv + ReLU + 1x1 conv (spec B5.1)."""
+    """Per-level student adapter: 3x3 conv + ReLU + 1x1 conv (design D5.1)."""
     return nn.Sequential(
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
         nn.Conv2d(channels, channels, 1))
@@ -36,7 +36,7 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
     adapt -> align -> select -> fuse -> affinity, align-select and head
     losses. The student's detection heads read its own raw features
     (reference behaviour, quirk Q3). Inference (:meth:`predict`) runs only
-    the student (decision A5).
+    the student (design P5).
 
     Feature distillation works for any mmdet3d monocular detector whose
     ``extract_feat`` returns a tuple of maps with ``feature_channels``;
@@ -47,7 +47,7 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         student (dict): Student detector config.
         teacher (dict, optional): Teacher detector config. Defaults to the
             student's config with ``type='TeacherDetector'`` (same
-            architecture reading the depth input, decision A4).
+            architecture reading the depth input, design P4).
         teacher_ckpt (str, optional): Teacher checkpoint, loaded in
             :meth:`init_weights`.
         student_ckpt (str, optional): Student initialisation checkpoint.

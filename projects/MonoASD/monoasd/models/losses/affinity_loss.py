@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""Resized Gram-matrix affinity distillation loss (spec B5.5)."""
+"""Resized Gram-matrix affinity distillation loss (design D5.5)."""
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch

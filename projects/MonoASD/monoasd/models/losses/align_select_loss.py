@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""MonoASD's align-select distillation loss (spec B5.4)."""
+"""MonoASD's align-select distillation loss (design D5.4)."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch

@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""Losses of DID-M3D that mmdet does not provide (spec B3)."""
+"""Losses of DID-M3D that mmdet does not provide (design D3)."""
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""Head (response) distillation between two DID-M3D heads (spec B5.6)."""
+"""Head (response) distillation between two DID-M3D heads (design D5.6)."""
 from typing import Dict
 
 import torch

@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""DID-M3D's non-deformable DLA-Up neck (spec B2.2)."""
+"""DID-M3D's non-deformable DLA-Up neck (design D2.2)."""
 import math
 from typing import List, Sequence, Tuple
 

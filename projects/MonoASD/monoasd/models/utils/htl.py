@@ -1,5 +1,5 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""Hierarchical Task Learning (HTL) loss weighting of DID-M3D (spec B3)."""
+"""Hierarchical Task Learning (HTL) loss weighting of DID-M3D (design D3)."""
 from typing import Dict, Optional, Sequence
 
 import torch
