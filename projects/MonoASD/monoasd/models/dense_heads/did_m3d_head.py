@@ -21,6 +21,8 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures import CameraInstance3DBoxes
 from torch import Tensor
 
+from ..utils.float32 import float32_region
+
 #: KITTI mean object sizes (h, w, l) in metres (DID-M3D constants).
 KITTI_MEAN_SIZES = {
     'Pedestrian': (1.76255119, 0.66068622, 0.84422524),
@@ -349,7 +351,9 @@ class DIDM3DHead(BaseModule):
         boxes = torch.cat([ctr - size / 2, ctr + size / 2], dim=1)
         n = boxes.shape[0]
         rois = torch.cat([batch_idx.to(boxes)[:, None], boxes], dim=1)
-        roi_feat = self.roi_align(feat, rois)
+        # mmcv's CPU RoIAlign has no half kernels: float32 under autocast
+        with torch.autocast(device_type=feat.device.type, enabled=False):
+            roi_feat = self.roi_align(feat.float(), rois.float())
 
         # coordinate channels: box corners back-projected at depth 1
         t = trans[batch_idx]
@@ -522,6 +526,7 @@ class DIDM3DHead(BaseModule):
         return targets
 
     # --------------------------------------------------------------- losses
+    @float32_region
     def loss_by_outputs(self, outputs: Dict[str, Tensor],
                         targets: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """DID-M3D losses (design D3), weighted by HTL when enabled.

@@ -28,6 +28,8 @@ from mmengine.logging import print_log
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..utils.float32 import float32_region
+
 ScanOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 
 _MAMBA_FN: Optional[Callable] = None
@@ -63,6 +65,7 @@ def _mamba_kernel() -> Optional[Callable]:
     return _MAMBA_FN
 
 
+@float32_region
 def selective_scan_fn(u: Tensor,
                       delta: Tensor,
                       A: Tensor,

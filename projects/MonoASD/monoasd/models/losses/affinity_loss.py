@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
+from ..utils.float32 import float32_region
 from .align_select_loss import BatchDivisor, resolve_batch_divisor
 
 
+@float32_region
 def gram_affinity(x: Tensor) -> Tensor:
     """Gram matrix of the positions, ``G = X^T X`` on raw features.
 
@@ -85,6 +87,7 @@ class AffinityLoss(nn.Module):
         self.loss_weight = loss_weight
         self.size = tuple(size) if size is not None else None
 
+    @float32_region
     def forward(
         self,
         student: Sequence[Tensor],

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
+from ..utils.float32 import float32_region
+
 #: Divisor option: a number, or 'batch' for the batch size of the input.
 BatchDivisor = Union[int, float, str]
 
@@ -113,6 +115,7 @@ class AlignSelectLoss(nn.Module):
         self.eps = eps
         self.loss_weight = loss_weight
 
+    @float32_region
     def forward(
         self,
         aligned_s: Sequence[Tensor],

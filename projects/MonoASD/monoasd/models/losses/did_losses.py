@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
+from ..utils.float32 import float32_region
+
 #: The reference writes sqrt(2) as 1.4142.
 SQRT2 = math.sqrt(2.0)
 
@@ -45,6 +47,7 @@ class LaplacianAleatoricLoss(nn.Module):
         super().__init__()
         self.loss_weight = loss_weight
 
+    @float32_region
     def forward(self,
                 pred: Tensor,
                 target: Tensor,
@@ -84,6 +87,7 @@ class HeadingBinLoss(nn.Module):
         self.num_bins = num_bins
         self.loss_weight = loss_weight
 
+    @float32_region
     def forward(self, pred: Tensor, target_bin: Tensor,
                 target_res: Tensor) -> Tensor:
         """Compute the loss.

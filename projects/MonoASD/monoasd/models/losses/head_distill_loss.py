@@ -10,6 +10,7 @@ from mmdet3d.registry import MODELS
 from torch import Tensor
 
 from ..dense_heads.did_m3d_head import centernet_gaussian_radius
+from ..utils.float32 import float32_region
 
 
 def head_distill_mask(boxes_2d: Tensor, batch_idx: Tensor, batch_size: int,
@@ -93,6 +94,7 @@ class DIDHeadDistillLoss(nn.Module):
         return F.kl_div(torch.log(F.softmax(student, dim=1)), p_t,
                         reduction='mean')
 
+    @float32_region
     def forward(self, student: Dict, teacher: Dict,
                 targets: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Compute the terms.

@@ -1,5 +1,7 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
 from .finite_loss import FiniteLossMixin
+from .float32 import float32_region
 from .htl import DID_PREREQUISITES, HierarchicalTaskLearning
 
-__all__ = ['HierarchicalTaskLearning', 'DID_PREREQUISITES', 'FiniteLossMixin']
+__all__ = ['HierarchicalTaskLearning', 'DID_PREREQUISITES', 'FiniteLossMixin',
+           'float32_region']
