@@ -36,6 +36,15 @@ def test_bf16_autocast_distiller_losses_close_to_float32(mini_kitti):
     root, _ = mini_kitti
     cfg = load_config(str(CFG), str(root))
     cfg.model.student.bbox_head.update(head_conv=16, htl=None)  # all terms on
+    # the same batch whatever ran before: no random augmentation
+    pipeline = []
+    for t in cfg.train_dataloader.dataset.pipeline:
+        if t['type'] == 'MonoColorJitter':
+            continue
+        if t['type'] == 'MonoAffineAug':
+            t = dict(t, flip_prob=0.0, crop_prob=0.0)
+        pipeline.append(t)
+    cfg.train_dataloader.dataset.pipeline = pipeline
     torch.manual_seed(0)
     model = build_model(cfg).train()
     batch = train_batch(cfg, 4)  # the 4 train frames (some have no car)
@@ -44,13 +53,19 @@ def test_bf16_autocast_distiller_losses_close_to_float32(mini_kitti):
         ref = model.loss(data['inputs'], data['data_samples'])
         with torch.autocast('cpu', dtype=torch.bfloat16):
             amp = model.loss(data['inputs'], data['data_samples'])
-    for key, value in ref.items():
-        if 'loss' not in key:
-            continue
+    #: Terms computed from dense maps: within 0.95 % of float32 over six
+    #: initialisations here. The ROI-head and head-KD terms come from a few
+    #: ROIs through BatchNorm in bfloat16 (8-bit mantissa) and moved by up
+    #: to 64 % (size_3d) at random init: for them only finiteness is
+    #: asserted (README, "SyncBN and mixed precision").
+    dense = ('loss_heatmap', 'loss_offset_2d', 'loss_size_2d',
+             'distill.loss_align_select', 'distill.loss_affinity')
+    terms = [k for k in ref if 'loss' in k]
+    assert set(dense) <= set(terms) and len(terms) == 15
+    for key in terms:
         assert amp[key].dtype == torch.float32, key
         assert torch.isfinite(amp[key]), key
-        # measured here: depth terms (exp of a bf16 conv output, times an
-        # uncertainty) within 11 %, every other term within 1.1 %
-        rtol = 0.25 if 'depth' in key else 0.05
-        torch.testing.assert_close(amp[key], value, rtol=rtol, atol=1e-3,
+    for key in dense:
+        assert float(ref[key]) > 0, key
+        torch.testing.assert_close(amp[key], ref[key], rtol=0.02, atol=0,
                                    msg=key)
