@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthetic KITTI with mmdet3d v2 info files."""
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,17 @@ OVERFIT_FRAMES = 8
 
 
 def import_tool(name):
-    """Import a script from tools/ (which is not a package)."""
+    """Import a script from tools/ (which is not a package).
+
+    ``name`` is a module name in tools/ or a path below it without
+    ``.py`` (``'analysis_tools/benchmark'``), loaded from its file.
+    """
+    if '/' in name:
+        path = TOOLS_DIR / f'{name}.py'
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
     if str(TOOLS_DIR) not in sys.path:
         sys.path.insert(0, str(TOOLS_DIR))
     return importlib.import_module(name)

@@ -1,20 +1,10 @@
 """The benchmark command's tiny run: output format, not speed."""
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 from monoasd.apis import side_by_side, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tool():
-    path = ROOT / 'tools' / 'analysis_tools' / 'benchmark.py'
-    spec = importlib.util.spec_from_file_location('benchmark', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import import_tool
 
 
 def test_summarize_and_interleaving():
@@ -31,7 +21,7 @@ def test_summarize_and_interleaving():
 def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
     root, _ = mini_kitti
     out = tmp_path / 'bench.json'
-    res = _tool().main([
+    res = import_tool('analysis_tools/benchmark').main([
         '--data-root', str(root), '--profiles', 'tiny', '--reps', '1',
         '--sections', 'inference', 'train', 'data', 'memory', 'scan', 'eval',
         '--scan-levels', '96:8', '--eval-frames', '12', '--data-batches',

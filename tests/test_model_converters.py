@@ -5,7 +5,6 @@ shapes (``tests/data/reference_*_keys.txt``: every ``state_dict`` key of
 DID-M3D's ``DID`` model and of the MonoASD research distiller's own
 modules, as their public source builds them), filled with random values.
 """
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from mmdet3d.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
+from conftest import import_tool
 from monoasd.utils import (REFERENCE_CLASSES, ConversionError,
                            convert_reference, fit_to_model,
                            reference_state_dict)
@@ -24,12 +24,8 @@ CFG = ROOT / 'configs' / 'monoasd'
 STUDENT_CFG = CFG / 'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py'
 
 
-def _tool():
-    path = ROOT / 'tools' / 'model_converters' / 'convert_did_m3d.py'
-    spec = importlib.util.spec_from_file_location('convert_did_m3d', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def converter():
+    return import_tool('model_converters/convert_did_m3d')
 
 
 def table(name):
@@ -84,7 +80,7 @@ def test_detector_checkpoint_converts_and_loads_strict(tmp_path):
     ref = reference_did(seed=1)
     src, dst = tmp_path / 'did.pth', tmp_path / 'out.pth'
     torch.save(dict(epoch=140, model_state=ref, optimizer_state=None), src)
-    assert _tool().main([str(src), str(dst), '--side', 'student']) == 0
+    assert converter().main([str(src), str(dst), '--side', 'student']) == 0
     model = build(STUDENT_CFG)
     ckpt = load_checkpoint(model, str(dst), map_location='cpu', strict=True)
     assert ckpt['meta']['input_key'] == 'imgs'
@@ -179,7 +175,7 @@ def test_broken_checkpoint_is_refused_naming_the_key(tmp_path, capsys,
         name = 'depth_bin_head.0.weight'
     src, dst = tmp_path / 'did.pth', tmp_path / 'out.pth'
     torch.save(dict(model_state=ref), src)
-    assert _tool().main([str(src), str(dst), '--side', 'student']) == 1
+    assert converter().main([str(src), str(dst), '--side', 'student']) == 1
     err = capsys.readouterr().err
     assert name in err and 'did.pth' in err
     assert not dst.exists()
@@ -192,7 +188,7 @@ def test_distillation_checkpoint_sides(tmp_path):
     state.update(random_state(table('reference_monoasd_extra_keys.txt'), 6))
     src = tmp_path / 'checkpoint_epoch_150.pth'
     torch.save(dict(epoch=150, model_state=state, optimizer_state={}), src)
-    tool = _tool()
+    tool = converter()
     for side, ref in (('student', rgb), ('teacher', depth)):
         dst = tmp_path / f'{side}.pth'
         assert tool.main([str(src), str(dst), '--side', side]) == 0
@@ -226,7 +222,7 @@ def test_imagenet_dla34_names_for_dlanet(tmp_path):
                                  ('fc.bias', [1000])], seed=7)
     src, dst = tmp_path / 'dla34-ba72cf86.pth', tmp_path / 'dla34.pth'
     torch.save(state, src)
-    assert _tool().main([str(src), str(dst), '--side', 'imagenet']) == 0
+    assert converter().main([str(src), str(dst), '--side', 'imagenet']) == 0
     backbone = MODELS.build(dict(type='DLANet', depth=34, in_channels=3,
                                  norm_cfg=dict(type='BN')))
     load_checkpoint(backbone, str(dst), map_location='cpu', strict=True)

@@ -1,12 +1,11 @@
 """Oracle analysis (monoasd.evaluation.oracle, tools/analysis_tools)."""
-import importlib.util
 from pathlib import Path
 
 import torch
 from mmengine.config import Config
 
 from monoasd.evaluation.oracle import oracle_from_config, substitute
-from conftest import ap40_ceiling
+from conftest import ap40_ceiling, import_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT / 'configs/monoasd/did-m3d_dla34_tiny_mini-kitti-car_student.py'
@@ -57,10 +56,7 @@ def test_perfect_outputs_reach_the_attainable_ap(overfit_data):
 
 def test_oracle_tool_prints_every_mode(mini_kitti, capsys):
     root, _ = mini_kitti
-    path = ROOT / 'tools' / 'analysis_tools' / 'oracle_analysis.py'
-    spec = importlib.util.spec_from_file_location('oracle_analysis', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = import_tool('analysis_tools/oracle_analysis')
     res = tool.main([str(CFG), '--cfg-options',
                      f'train_dataloader.dataset.data_root={root}/',
                      f'val_evaluator.ann_file={root}/kitti_infos_train.pkl'])
