@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from monoasd.apis.benchmark import build_model, load_config, train_batch
+from monoasd.evaluation.oracle import without_augmentation
 from monoasd.models.losses.affinity_loss import gram_affinity
 from monoasd.models.layers.selective_scan import selective_scan_fn
 
@@ -37,14 +38,8 @@ def test_bf16_autocast_distiller_losses_close_to_float32(mini_kitti):
     cfg = load_config(str(CFG), str(root))
     cfg.model.student.bbox_head.update(head_conv=16, htl=None)  # all terms on
     # the same batch whatever ran before: no random augmentation
-    pipeline = []
-    for t in cfg.train_dataloader.dataset.pipeline:
-        if t['type'] == 'MonoColorJitter':
-            continue
-        if t['type'] == 'MonoAffineAug':
-            t = dict(t, flip_prob=0.0, crop_prob=0.0)
-        pipeline.append(t)
-    cfg.train_dataloader.dataset.pipeline = pipeline
+    cfg.train_dataloader.dataset.pipeline = without_augmentation(
+        cfg.train_dataloader.dataset.pipeline)
     torch.manual_seed(0)
     model = build_model(cfg).train()
     batch = train_batch(cfg, 4)  # the 4 train frames (some have no car)

@@ -164,6 +164,21 @@ def run_oracle(model, dataset, make_evaluator: Callable,
             for mode, ev in evaluators.items()}
 
 
+def without_augmentation(pipeline: Sequence[dict]) -> List[dict]:
+    """A training pipeline with its random augmentation off: no colour
+    jitter, no flip or crop in ``MonoAffineAug`` (the same batch every
+    time, still with ground truth and depth map)."""
+    out = []
+    for t in pipeline:
+        if t['type'] == 'MonoColorJitter':
+            continue
+        t = dict(t)
+        if t['type'] == 'MonoAffineAug':
+            t.update(flip_prob=0.0, crop_prob=0.0)
+        out.append(t)
+    return out
+
+
 def oracle_from_config(cfg, checkpoint=None, split_ann: str = None,
                        modes: Sequence[str] = ('model', ) + GROUPS +
                        ('all', )) -> Dict[str, Dict[str, float]]:
@@ -185,15 +200,8 @@ def oracle_from_config(cfg, checkpoint=None, split_ann: str = None,
         ds_cfg = ds_cfg.dataset.copy()
     if split_ann is not None:
         ds_cfg.ann_file = split_ann
-    pipeline = []
-    for t in ds_cfg.pipeline:
-        t = dict(t)
-        if t['type'] == 'MonoColorJitter':
-            continue
-        if t['type'] == 'MonoAffineAug':
-            t.update(flip_prob=0.0, crop_prob=0.0)
-        pipeline.append(t)
-    ds_cfg.update(pipeline=pipeline, filter_empty_gt=False)
+    ds_cfg.update(pipeline=without_augmentation(ds_cfg.pipeline),
+                  filter_empty_gt=False)
     dataset = DATASETS.build(ds_cfg)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
