@@ -19,6 +19,7 @@ from monoasd.models.dense_heads.did_m3d_head import (KITTI_MEAN_SIZES, TERMS,
                                                      decode_heading,
                                                      encode_heading)
 from monoasd.models.losses import HeadingBinLoss, LaplacianAleatoricLoss
+from monoasd.models.utils import scale_grad
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ('Pedestrian', 'Car', 'Cyclist')
@@ -702,3 +703,48 @@ def test_gradients_reach_every_parameter(config):
     zero = [name for name, p in model.named_parameters()
             if p.grad is not None and not p.grad.any()]
     assert not zero, f'all-zero gradients: {zero}'
+
+
+def test_scale_grad_identity_forward_scaled_backward():
+    x = torch.randn(3, 4, requires_grad=True)
+    for s in (0.0, 0.25, 1.0):
+        y = scale_grad(x, s)
+        assert torch.equal(y, x)
+        if s == 0:
+            assert not y.requires_grad
+            continue
+        (g, ) = torch.autograd.grad((y * 3).sum(), x)
+        assert torch.allclose(g, torch.full_like(x, 3 * s))
+    with pytest.raises(ValueError, match='>= 0'):
+        scale_grad(x, -1.0)
+    with pytest.raises(ValueError, match='roi_grad_scale'):
+        make_head(roi_grad_scale=-0.5)
+
+
+def test_roi_grad_scale_scales_only_the_roi_terms_on_the_feature_map():
+    """3D terms move ``feat`` by ``roi_grad_scale`` times as much; the
+    2D terms and the ROI heads' own gradients are unchanged."""
+    sample, depth = hand_sample()
+    grads = {}
+    for s in (1.0, 0.1):
+        torch.manual_seed(0)
+        head = make_head(htl=None, roi_grad_scale=s)
+        head.train()
+        feat = torch.randn(1, 8, *FEAT_HW, generator=torch.Generator(
+        ).manual_seed(1)).requires_grad_()
+        losses = head.loss(feat, [sample], depth)
+        for k in ('loss_heatmap', 'loss_depth', 'loss_heading'):
+            g_feat, g_head = torch.autograd.grad(
+                losses[k], [feat, head.heading[0].weight],
+                retain_graph=True, allow_unused=True)
+            grads[s, k] = (g_feat, g_head)
+    g1, g01 = grads[1.0, 'loss_heatmap'][0], grads[0.1, 'loss_heatmap'][0]
+    assert torch.allclose(g1, g01)
+    for k in ('loss_depth', 'loss_heading'):
+        g1, g01 = grads[1.0, k][0], grads[0.1, k][0]
+        assert g1.norm() > 0
+        # the coordinate channels still pass the 2D box's (tiny) share
+        assert torch.allclose(g01, 0.1 * g1, rtol=1e-3, atol=1e-3 *
+                              float(g1.abs().max()))
+    assert torch.allclose(grads[1.0, 'loss_heading'][1],
+                          grads[0.1, 'loss_heading'][1])

@@ -11,10 +11,13 @@ model = dict(
         head_conv=64,
         # short-schedule options (README, "Where we differ"): default init
         # of the 2D regression convs, visual depth starting at a scene-
-        # scale prior, no depth-loss gradient through scale_depth (Q19)
+        # scale prior, no depth-loss gradient through scale_depth (Q19),
+        # the ROI branch's gradient into the shared features x0.01 (the
+        # depth term's is ~100x the heatmap's and stalls the 2D heads)
         reg_2d_init='fast',
         depth_prior=20.0,
         detach_scale_depth=True,
+        roi_grad_scale=0.01,
         htl=dict(type='HierarchicalTaskLearning', stat_epochs=3,
                  max_epoch=18)))
 
