@@ -8,9 +8,12 @@ per model on a 2-core CPU); CI runs it.
 
 What made memorising possible (measured with this test, README "Tests"):
 the tiny head's ``depth_prior`` (the visual depth starts at scene scale
-instead of ~1 m, which Adam needs thousands of steps to leave) and
+instead of ~1 m, which Adam needs thousands of steps to leave),
 ``detach_scale_depth`` (without HTL's warm-up, the depth loss otherwise
-shrinks the predicted 2D boxes through the clamp in ``scale_depth``).
+shrinks the predicted 2D boxes through the clamp in ``scale_depth``) and,
+for the RGB student, ``roi_grad_scale=0.01`` (the depth term's gradient
+on the shared feature map is ~100x the heatmap's and kept the 2D heads
+from learning: student AP2D 10.2 -> 32.5 of 32.5).
 """
 import ast
 import os
@@ -26,6 +29,7 @@ from conftest import ap40_ceiling
 ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / 'configs' / 'monoasd'
 AP3D = 'Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_{}_{}'
+AP2D = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_moderate_strict'
 BATCH = int(os.environ.get('MONOASD_OVERFIT_BATCH', 2))
 EPOCHS = int(os.environ.get('MONOASD_OVERFIT_EPOCHS', 150))
 #: Extra config options for measuring other settings, e.g.
@@ -42,6 +46,11 @@ KEEP_DIR = os.environ.get('MONOASD_OVERFIT_WORK_DIR')
 #: training on another path, so the bars sit a factor of 2 or more below
 #: the lower measurement. The old test's settings gave 0.00.
 MIN_AP3D_05 = {'teacher': 5.0, 'student': 1.5}
+#: Share of the attainable Car AP2D|R40 moderate that each model's 2D head
+#: must reach on its training frames. Measured: teacher 32.50 (2 threads),
+#: student 26.92 (2 threads) and 32.50 (1 thread, twice); the bar (16.25)
+#: leaves a margin for other machines.
+MIN_AP2D_FRACTION = 0.5
 
 
 def overfit_cfg(name: str, root: Path, work_dir: Path) -> Config:
@@ -101,5 +110,8 @@ def test_overfit_raises_car_ap(overfit_data, tmp_path, name):
     strict = metrics[AP3D.format('moderate', 'strict')]
     print(f'{name}: Car 3D AP40 moderate IoU0.5 {loose:.2f} IoU0.7 '
           f'{strict:.2f} (at most {cap:.1f} with these objects)')
+    ap2d = metrics[AP2D]
+    print(f'{name}: Car 2D AP40 moderate IoU0.7 {ap2d:.2f}')
     kind = 'teacher' if 'teacher' in name else 'student'
     assert loose >= MIN_AP3D_05[kind], (loose, strict)
+    assert ap2d >= MIN_AP2D_FRACTION * cap, (ap2d, cap)
