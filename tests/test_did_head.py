@@ -659,7 +659,9 @@ def _dla_dead_params(model):
     with ``levels > 1`` computes ``identity = project(bottom)`` and passes
     it to ``tree1``, itself a Tree, whose forward overwrites its
     ``identity`` argument. The outer ``project`` (levels 3 and 4 of
-    DLA-34) therefore never reaches the loss. Nothing else may be unused.
+    DLA-34) therefore never reaches the loss; the detector freezes it
+    (``freeze_dead_dla_projections``), so DDP runs with
+    ``find_unused_parameters=False``.
     """
     from mmdet3d.models.backbones.dla import Tree
     dead = set()
@@ -669,6 +671,7 @@ def _dla_dead_params(model):
                      for n, _ in m.project.named_parameters()}
     assert sorted({n.split('.project')[0] for n in dead}) == [
         'backbone.level3', 'backbone.level4']
+    assert len(dead) == 6
     return dead
 
 
@@ -693,10 +696,15 @@ def test_gradients_reach_every_parameter(config):
     for k, v in losses.items():
         assert torch.isfinite(v) and v.item() != 0.0, k
     sum(losses.values()).backward()
+    frozen = {name for name, p in model.named_parameters()
+              if not p.requires_grad}
+    assert frozen == _dla_dead_params(model)
+    assert all(p.grad is None for n, p in model.named_parameters()
+               if n in frozen)
+    # what DDP with find_unused_parameters=False needs
     missing = {name for name, p in model.named_parameters()
                if p.requires_grad and p.grad is None}
-    assert missing == _dla_dead_params(model), \
-        f'parameters without a gradient: {sorted(missing)}'
+    assert not missing, f'parameters without a gradient: {sorted(missing)}'
     bad = [name for name, p in model.named_parameters()
            if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert not bad, f'non-finite gradients: {bad}'

@@ -108,8 +108,17 @@ def test_loss_keys_and_teacher_frozen(batch):
     for align in model.aligns:
         assert align.stu_attn.conv0.weight.grad.abs().sum() > 0
         assert align.tea_attn.conv0.weight.grad.abs().sum() > 0
-    # reference quirk Q7: the teacher-side fusion receives no gradient
-    assert all(p.grad is None for p in model.fusions_t.parameters())
+    # reference quirk Q7: the teacher-side fusion receives no gradient;
+    # it is frozen, as are DLANet's dead `project` convs
+    assert all(p.grad is None and not p.requires_grad
+               for p in model.fusions_t.parameters())
+    # nothing trainable is left without a gradient: DDP runs with
+    # find_unused_parameters=False (configs/_base_/default_runtime.py)
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    assert Config.fromfile(str(CFG)).model_wrapper_cfg[
+        'find_unused_parameters'] is False
 
 
 def test_teacher_bn_updates_without_norm_eval(batch):
@@ -249,6 +258,10 @@ def test_generic_pair_from_mmdet3d_components(mini_kitti):
     for mod in (model.adapters, model.aligns, model.selects_s,
                 model.selects_t, model.fusions_s, model.student.neck):
         assert all(p.grad is not None for p in mod.parameters())
+    # the SMOKE student's dead DLA convs are frozen by the distiller too
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and p.grad is None]
+    assert not missing, missing
     # the teacher reads the depth input, not the RGB image
     with torch.no_grad():
         base = model.teacher.extract_feat(

@@ -22,10 +22,13 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))
 
-# mmdet3d's DLANet has `project` convs whose output is never used (DLA-34
-# Trees overwrite it), so DDP must tolerate unused parameters.
+# Every trainable parameter reaches the loss (tests/test_did_head.py and
+# tests/test_distiller.py check it): the two parts that never do, DLANet's
+# dead `project` convs and the distiller's teacher-side fusion (quirk Q7),
+# are frozen where the models are built. A model of your own that leaves
+# parameters unused needs find_unused_parameters=True here.
 model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
+    type='MMDistributedDataParallel', find_unused_parameters=False)
 
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..utils.float32 import float32_region
 from ..utils.grad_scale import scale_grad
+from ..utils.rank_mean import mean_over_ranks
 
 #: KITTI mean object sizes (h, w, l) in metres (DID-M3D constants).
 KITTI_MEAN_SIZES = {
@@ -549,9 +550,14 @@ class DIDM3DHead(BaseModule):
         """
         heat = outputs['heatmap'].sigmoid().clamp(1e-4, 1 - 1e-4)
         num_pos = int((targets['heatmap'] == 1).sum())
-        raw = dict(heatmap=self.loss_heatmap(
-            heat, targets['heatmap'], avg_factor=max(num_pos, 1)))
         n = targets['labels'].numel()
+        n_mask = int(targets['depth_mask'].sum())
+        # means over all ranks' objects, not this rank's (rank_mean.py)
+        pos_mean, n_mean, mask_mean = mean_over_ranks([num_pos, n, n_mask])
+        share_n = n / n_mean if n_mean > 0 else 0.0
+        share_mask = n_mask / mask_mean if mask_mean > 0 else 0.0
+        raw = dict(heatmap=self.loss_heatmap(
+            heat, targets['heatmap'], avg_factor=max(pos_mean, 1.0)))
         rois = outputs['rois']
         if n == 0:
             zero = sum(v.sum() for v in rois.values()) * 0.0 + \
@@ -568,12 +574,14 @@ class DIDM3DHead(BaseModule):
             raw['size_2d'] = self.loss_size_2d(size2d, targets['size_2d'])
             mask = targets['depth_mask']
             z = targets['depth'][:, None, None].expand_as(rois['ins_depth'])
-            raw['depth'] = self.loss_depth(
+            ins = self.loss_depth(rois['ins_depth'], z,
+                                  rois['ins_depth_uncer'])
+            vis_att = self.loss_depth(
                 rois['vis_depth'], targets['vis_depth'],
                 rois['vis_depth_uncer'], mask) + self.loss_depth(
                     rois['att_depth'], targets['att_depth'],
-                    rois['att_depth_uncer'], mask) + self.loss_depth(
-                        rois['ins_depth'], z, rois['ins_depth_uncer'])
+                    rois['att_depth_uncer'], mask)
+            raw['depth'] = vis_att + ins
             raw['offset_3d'] = self.loss_offset_3d(rois['offset_3d'],
                                                    targets['offset_3d'])
             raw['size_3d'] = self.loss_size_3d(rois['size_3d'],
@@ -581,6 +589,11 @@ class DIDM3DHead(BaseModule):
             raw['heading'] = self.loss_heading(rois['heading'],
                                                targets['heading_bin'],
                                                targets['heading_res'])
+            if share_n != 1.0 or share_mask != 1.0:
+                raw['depth'] = vis_att * share_mask + ins * share_n
+                for term in TERMS[1:]:
+                    if term != 'depth':
+                        raw[term] = raw[term] * share_n
         if self.htl is not None and self.training:
             self.htl.accumulate(raw)
         losses = {}

@@ -7,6 +7,7 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from torch import Tensor
 
+from ..utils.dla import freeze_dead_dla_projections
 from ..utils.finite_loss import FiniteLossMixin
 
 #: Input keys produced by :class:`MonoDepthDataPreprocessor`.
@@ -56,6 +57,8 @@ class DIDM3D(FiniteLossMixin, SingleStageMono3DDetector):
             raise ValueError(f'input_key must be one of {INPUT_KEYS}, got '
                              f'{input_key!r}')
         self.input_key = input_key
+        # DDP runs without find_unused_parameters (models/utils/dla.py)
+        freeze_dead_dla_projections(self)
 
     def extract_feat(self, batch_inputs_dict: Dict[str,
                                                    Tensor]) -> Tuple[Tensor]:

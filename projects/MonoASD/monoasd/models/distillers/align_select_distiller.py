@@ -13,6 +13,7 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from torch import Tensor
 
+from ..utils.dla import freeze_dead_dla_projections
 from ..utils.finite_loss import FiniteLossMixin
 
 
@@ -118,6 +119,8 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         if not teacher_trainable:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
+        # also for students that are not DIDM3D (SMOKE): models/utils/dla.py
+        freeze_dead_dla_projections(self)
 
         chans = tuple(feature_channels)
         self.feature_channels = chans
@@ -133,6 +136,10 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         self.fusions_t = nn.ModuleList(
             MODELS.build(dict(fusion, dim=c))
             for c in chans) if teacher_fusion == 'cbr' else None
+        if self.fusions_t is not None:
+            # it never gets a gradient (quirk Q7), so the optimizer never
+            # changed it; frozen, DDP need not look for unused parameters
+            self.fusions_t.requires_grad_(False)
         self.loss_align_select = MODELS.build(loss_align_select)
         self.loss_affinity = MODELS.build(loss_affinity)
         self.loss_head = MODELS.build(loss_head) if loss_head else None

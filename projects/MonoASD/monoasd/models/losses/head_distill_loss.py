@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..dense_heads.did_m3d_head import centernet_gaussian_radius
 from ..utils.float32 import float32_region
+from ..utils.rank_mean import count_shares
 
 
 def head_distill_mask(boxes_2d: Tensor, batch_idx: Tensor, batch_size: int,
@@ -110,14 +111,16 @@ class DIDHeadDistillLoss(nn.Module):
         """
         s_roi, t_roi = student['rois'], teacher['rois']
         n = targets['labels'].numel()
+        bsz, _, h, w = student['offset_2d'].shape
+        mask = head_distill_mask(targets['boxes_2d'], targets['batch_idx'],
+                                 bsz, (h, w), self.down_ratio)
+        # means over all ranks' objects and cells (models/utils/rank_mean)
+        share_n, share_mask = count_shares([n, int(mask.sum())])
         if n == 0:
             zero = sum(v.sum() for v in s_roi.values()) * 0.0 + \
                 (student['offset_2d'].sum() + student['size_2d'].sum()) * 0.
             return {k: zero for k in ('offset_2d', 'size_2d', 'offset_3d',
                                       'size_3d', 'depth', 'heading')}
-        bsz, _, h, w = student['offset_2d'].shape
-        mask = head_distill_mask(targets['boxes_2d'], targets['batch_idx'],
-                                 bsz, (h, w), self.down_ratio)
         mask = mask[:, None].expand(bsz, 2, h, w)
 
         def masked_l1(key):
@@ -143,4 +146,8 @@ class DIDHeadDistillLoss(nn.Module):
             size_3d=l1('size_3d'),
             depth=l1('vis_depth') + l1('att_depth') + l1('ins_depth'),
             heading=heading)
+        if share_n != 1.0 or share_mask != 1.0:
+            for k in terms:
+                terms[k] = terms[k] * (share_mask if k in (
+                    'offset_2d', 'size_2d') else share_n)
         return {k: v * self.loss_weight for k, v in terms.items()}
