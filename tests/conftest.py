@@ -2,11 +2,14 @@
 import importlib
 import importlib.util
 import os
+import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch.multiprocessing as mp
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 
@@ -15,6 +18,37 @@ MINI_WIDTH, MINI_HEIGHT = 621, 188
 MINI_NUM_TRAIN, MINI_NUM_VAL, MINI_NUM_TEST = 4, 2, 1
 #: Full-size frames memorised by the overfit test (``overfit_data``).
 OVERFIT_FRAMES = 8
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# Workers are spawned, not forked: forking a pytest process whose torch
+# (OpenMP) and numba thread pools already run can deadlock the child.
+def spawn_ranks(worker, *args, tries=3, timeout=55.0):
+    """Run ``worker(rank, 2, port, *args)`` on 2 spawned gloo ranks.
+
+    A 2-rank gloo run here takes a few seconds; on a loaded CI machine it
+    has (rarely) hung after connecting. Such a run is killed after
+    ``timeout`` seconds and started again on a fresh port; the assertions
+    are unchanged.
+    """
+    for attempt in range(tries):
+        ctx = mp.start_processes(worker, args=(2, free_port()) + args,
+                                 nprocs=2, join=False, start_method='spawn')
+        deadline = time.monotonic() + timeout
+        while not ctx.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                for proc in ctx.processes:
+                    proc.kill()
+                break
+        else:
+            return
+    raise TimeoutError(f'2-rank gloo run hung {tries} times')
 
 
 def import_tool(name):

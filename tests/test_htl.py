@@ -5,15 +5,12 @@ Spec Part B section 3 (HTL) and 5.7 (schedule).
 import io
 import math
 import os
-import socket
 import tempfile
-import time
 from unittest.mock import MagicMock
 
 import pytest
 import torch
 import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.optim.scheduler import MultiStepLR
 
@@ -21,6 +18,8 @@ import monoasd  # noqa: F401  (registers the plugin)
 from monoasd.engine.hooks import HTLHook
 from monoasd.engine.schedulers import CosineWarmupLR
 from monoasd.models.utils import DID_PREREQUISITES, HierarchicalTaskLearning
+
+from conftest import spawn_ranks
 
 TERMS = ('heatmap', 'offset_2d', 'size_2d', 'depth', 'offset_3d', 'size_3d',
          'heading')
@@ -202,40 +201,10 @@ def _ddp_worker(rank, world_size, port, out_dir):
         torch_dist.destroy_process_group()
 
 
-# Workers are spawned, not forked: forking a pytest process whose torch
-# (OpenMP) and numba thread pools already run can deadlock the child.
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _spawn_ranks(worker, out_dir, tries=3, timeout=55.0):
-    """Run ``worker`` on 2 spawned gloo ranks, retrying a hung start.
-
-    A 2-rank gloo run here takes a few seconds; on a loaded CI machine it
-    has (rarely) hung after connecting. Such a run is killed after
-    ``timeout`` seconds and started again on a fresh port; the assertions
-    are unchanged.
-    """
-    for attempt in range(tries):
-        ctx = mp.start_processes(worker, args=(2, _free_port(), out_dir),
-                                 nprocs=2, join=False, start_method='spawn')
-        deadline = time.monotonic() + timeout
-        while not ctx.join(timeout=1.0):
-            if time.monotonic() > deadline:
-                for proc in ctx.processes:
-                    proc.kill()
-                break
-        else:
-            return
-    raise TimeoutError(f'2-rank gloo run hung {tries} times')
-
-
 @pytest.mark.timeout(200)
 def test_htl_ddp_reduces_across_ranks():
     with tempfile.TemporaryDirectory() as out_dir:
-        _spawn_ranks(_ddp_worker, out_dir)
+        spawn_ranks(_ddp_worker, out_dir)
         res = [torch.load(os.path.join(out_dir, f'rank{r}.pth'))
                for r in range(2)]
     assert res[0]['weights'] == res[1]['weights']
@@ -296,7 +265,7 @@ def _ddp_wrapper_worker(rank, world_size, port, out_dir):
 @pytest.mark.timeout(200)
 def test_htl_statistics_survive_ddp_buffer_broadcast():
     with tempfile.TemporaryDirectory() as out_dir:
-        _spawn_ranks(_ddp_wrapper_worker, out_dir)
+        spawn_ranks(_ddp_wrapper_worker, out_dir)
         hist = [torch.load(os.path.join(out_dir, f'rank{r}.pth'))
                 for r in range(2)]
     # global mean of 1, 2, 3, 10, 20, 30

@@ -15,7 +15,11 @@ default_hooks = dict(
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='Det3DVisualizationHook'))
-custom_hooks = [dict(type='HTLHook'), dict(type='ModalityMetaHook')]
+custom_hooks = [
+    dict(type='HTLHook'),
+    dict(type='ModalityMetaHook'),
+    dict(type='RNGStateHook')
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -17,4 +17,4 @@ train_cfg = dict(max_epochs=max_epochs, val_begin=1, val_interval=6)
 # Fine-tuning keeps the baseline's final HTL weights (loaded with the
 # checkpoint's buffers): no HTLHook, which would restart the warm-up and
 # switch the 3D terms off for the whole short schedule.
-custom_hooks = [dict(type='ModalityMetaHook')]
+custom_hooks = [dict(type='ModalityMetaHook'), dict(type='RNGStateHook')]

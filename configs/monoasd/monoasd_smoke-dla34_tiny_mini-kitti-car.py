@@ -67,7 +67,8 @@ model = dict(
         type='AlignSelectLoss', level_weights=(1, ), loss_weight=10.0),
     loss_affinity=dict(type='AffinityLoss', loss_weight=1.0),
     loss_head=None)
-custom_hooks = []  # no HTL in SMOKE
+# no HTL in SMOKE
+custom_hooks = [dict(type='ModalityMetaHook'), dict(type='RNGStateHook')]
 
 # SMOKE's coder maps feature-frame points back with trans_mat
 _affine = dict(type='MonoAffineAug', out_size=(320, 96),

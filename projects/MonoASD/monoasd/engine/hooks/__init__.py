@@ -1,5 +1,7 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
 from .htl_hook import HTLHook
 from .modality_meta_hook import ModalityMetaHook, model_input_key
+from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 
-__all__ = ['HTLHook', 'ModalityMetaHook', 'model_input_key']
+__all__ = ['HTLHook', 'ModalityMetaHook', 'model_input_key', 'RNGStateHook',
+           'get_rng_state', 'set_rng_state']
