@@ -121,6 +121,21 @@ def test_loss_keys_and_teacher_frozen(batch):
         'find_unused_parameters'] is False
 
 
+def test_did_pair_without_head_distillation(batch):
+    """``loss_head=None`` (the ablation's 'no head KD'): the DID student
+    still gets its own seven losses and the feature terms, equal to those
+    of the full distiller, and nothing else."""
+    full = train_losses(build(), batch)
+    model = build(loss_head=None)
+    assert model.loss_head is None
+    losses = train_losses(model, batch)
+    assert set(losses) == {k for k in full if 'loss_head_' not in k}
+    for k, v in losses.items():
+        assert torch.equal(v, full[k]), k
+    sum(losses.values()).backward()
+    assert model.student.bbox_head.heatmap[-1].weight.grad.abs().sum() > 0
+
+
 def test_teacher_bn_updates_without_norm_eval(batch):
     model = build(teacher_norm_eval=False)
     bn = [m for m in model.teacher.modules()
@@ -270,6 +285,11 @@ def test_generic_pair_from_mmdet3d_components(mini_kitti):
         feats = model.teacher.extract_feat(
             dict(other, imgs=other['depth_imgs']))[0]
     assert torch.equal(base, feats)
+    # head distillation needs a DistillableHeadMixin head: refused, named
+    bad = copy.deepcopy(cfg.model)
+    bad.loss_head = dict(type='DIDHeadDistillLoss')
+    with pytest.raises(ValueError, match='SMOKEMono3DHead.*loss_head=None'):
+        MODELS.build(bad)
     # predict runs the SMOKE student alone
     model.eval()
     preds = model.predict(data['inputs'], data['data_samples'])

@@ -1,9 +1,10 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-from .did_m3d_head import (KITTI_MEAN_SIZES, DIDM3DHead,
-                           centernet_gaussian_radius, decode_heading,
+from ..utils.gaussian import centernet_gaussian_radius
+from .did_m3d_head import (KITTI_MEAN_SIZES, DIDM3DHead, decode_heading,
                            encode_heading)
+from .distillable_head import DistillableHeadMixin
 
 __all__ = [
-    'DIDM3DHead', 'KITTI_MEAN_SIZES', 'centernet_gaussian_radius',
-    'encode_heading', 'decode_heading'
+    'DIDM3DHead', 'DistillableHeadMixin', 'KITTI_MEAN_SIZES',
+    'centernet_gaussian_radius', 'encode_heading', 'decode_heading'
 ]

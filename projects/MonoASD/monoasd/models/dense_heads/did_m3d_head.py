@@ -22,8 +22,10 @@ from mmdet3d.structures import CameraInstance3DBoxes
 from torch import Tensor
 
 from ..utils.float32 import float32_region
+from ..utils.gaussian import centernet_gaussian_radius
 from ..utils.grad_scale import scale_grad
 from ..utils.rank_mean import mean_over_ranks
+from .distillable_head import DistillableHeadMixin
 
 #: KITTI mean object sizes (h, w, l) in metres (DID-M3D constants).
 KITTI_MEAN_SIZES = {
@@ -35,34 +37,6 @@ KITTI_MEAN_SIZES = {
 #: Names of the DID-M3D loss terms, in logging order.
 TERMS = ('heatmap', 'offset_2d', 'size_2d', 'depth', 'offset_3d', 'size_3d',
          'heading')
-
-
-def centernet_gaussian_radius(width: float, height: float,
-                              min_overlap: float = 0.7) -> int:
-    """Gaussian radius as CenterNet/DID-M3D compute it (design D1.5).
-
-    This is CenterNet's variant (each root divided by 2), which differs from
-    mmdet's corrected CornerNet formula; DID-M3D's targets use this one.
-
-    Args:
-        width (float): Box width (feature pixels).
-        height (float): Box height (feature pixels).
-        min_overlap (float): Minimum IoU. Defaults to 0.7.
-
-    Returns:
-        int: ``max(0, int(min(r1, r2, r3)))``.
-    """
-    o = min_overlap
-    b1 = height + width
-    c1 = width * height * (1 - o) / (1 + o)
-    r1 = (b1 + math.sqrt(max(b1**2 - 4 * c1, 0.0))) / 2
-    b2 = 2 * (height + width)
-    c2 = (1 - o) * width * height
-    r2 = (b2 + math.sqrt(max(b2**2 - 16 * c2, 0.0))) / 2
-    b3 = -2 * o * (height + width)
-    c3 = (o - 1) * width * height
-    r3 = (b3 + math.sqrt(max(b3**2 - 16 * o * c3, 0.0))) / 2
-    return max(0, int(min(r1, r2, r3)))
 
 
 def encode_heading(alpha: Tensor, num_bins: int = 12) -> Tuple[Tensor,
@@ -116,7 +90,7 @@ def _depth_head(in_ch: int, mid: int) -> nn.Sequential:
 
 
 @MODELS.register_module()
-class DIDM3DHead(BaseModule):
+class DIDM3DHead(DistillableHeadMixin, BaseModule):
     """DID-M3D detection head (design D2.3-D2.5, D1.5-D1.6, D3).
 
     Args:

@@ -13,6 +13,7 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from torch import Tensor
 
+from ..dense_heads.distillable_head import DistillableHeadMixin
 from ..utils.dla import freeze_dead_dla_projections
 from ..utils.finite_loss import FiniteLossMixin
 
@@ -41,8 +42,9 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
 
     Feature distillation works for any mmdet3d monocular detector whose
     ``extract_feat`` returns a tuple of maps with ``feature_channels``;
-    head distillation needs heads with DID-M3D's ``get_targets`` /
-    ``forward_train`` interface and is skipped otherwise.
+    head distillation needs a head with the
+    :class:`DistillableHeadMixin` interface (DID-M3D's): another head with
+    ``loss_head`` set is refused when the distiller is built.
 
     Args:
         student (dict): Student detector config.
@@ -143,6 +145,14 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         self.loss_align_select = MODELS.build(loss_align_select)
         self.loss_affinity = MODELS.build(loss_affinity)
         self.loss_head = MODELS.build(loss_head) if loss_head else None
+        s_head = getattr(self.student, 'bbox_head', None)
+        if self.loss_head is not None and not isinstance(
+                s_head, DistillableHeadMixin):
+            raise ValueError(
+                f'loss_head={loss_head!r} needs a student head with the '
+                'DistillableHeadMixin interface (get_targets/forward_train/'
+                f'loss_by_outputs); {type(s_head).__name__} has none: set '
+                'loss_head=None for feature distillation only')
         self._register_load_state_dict_pre_hook(self._fill_teacher_keys)
 
     # ------------------------------------------------------------ weights
@@ -317,11 +327,10 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
             t_feats = self.teacher.extract_feat(t_inputs)
         s_feats = self.student.extract_feat(inputs)
         s_head, t_head = self.student.bbox_head, self.teacher.bbox_head
-        # DID-M3D heads expose targets/forward_train: the student's losses
-        # come from the same targets as the head distillation
-        did_head = hasattr(s_head, 'get_targets') and hasattr(
-            s_head, 'forward_train')
-        does_head_kd = self.loss_head is not None and did_head
+        # a distillable head's losses come from the same targets as the
+        # head distillation (DistillableHeadMixin)
+        did_head = isinstance(s_head, DistillableHeadMixin)
+        does_head_kd = self.loss_head is not None
 
         if did_head:
             targets = s_head.get_targets(data_samples,

@@ -9,8 +9,8 @@ from mmdet.models.utils.gaussian_target import gen_gaussian_target
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
-from ..dense_heads.did_m3d_head import centernet_gaussian_radius
 from ..utils.float32 import float32_region
+from ..utils.gaussian import centernet_gaussian_radius
 from ..utils.rank_mean import count_shares
 
 
