@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from monoasd.datasets.kitti_io import read_calib
+
 TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 
 
@@ -58,7 +60,7 @@ def load_depth(path):
 
 def test_read_calib(kitti, tmp_path):
     root, _ = kitti
-    calib = dd.read_calib(str(root / 'calib/000000.txt'))
+    calib = read_calib(str(root / 'calib/000000.txt'))
     assert calib['P2'].shape == (3, 4)
     assert calib['R0_rect'].shape == (3, 3)
     assert calib['Tr_velo_to_cam'].shape == (3, 4)
@@ -68,9 +70,9 @@ def test_read_calib(kitti, tmp_path):
     bad = tmp_path / 'bad.txt'
     bad.write_text('P2: 1 2 3\n')
     with pytest.raises(ValueError, match='bad.txt'):
-        dd.read_calib(str(bad))
+        read_calib(str(bad))
     with pytest.raises(ValueError, match='missing.txt'):
-        dd.read_calib(str(tmp_path / 'missing.txt'))
+        read_calib(str(tmp_path / 'missing.txt'))
 
 
 def test_project_velodyne_nearest_wins():
@@ -113,7 +115,7 @@ def test_dense_depth_matches_rendering(kitti):
         dense = load_depth(completed / (name + '.png'))
         truth = load_depth(root / 'depth_dense' / (name + '.png'))
         assert dense.shape == truth.shape == (HEIGHT, WIDTH)
-        calib = dd.read_calib(str(root / 'calib' / (name + '.txt')))
+        calib = read_calib(str(root / 'calib' / (name + '.txt')))
         points = dd.read_velodyne(str(root / 'velodyne' / (name + '.bin')))
         sparse = dd.project_velodyne(points, calib, (HEIGHT, WIDTH))
         lidar = sparse > 0

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from monoasd.datasets.kitti_io import encode_depth
+
 TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 
 
@@ -363,7 +365,7 @@ def test_depth_crop_and_flags(tmp_path):
     ch = round(HEIGHT * 352 / 375)
     assert crop.shape == (ch, cw)
     frame = gen.generate_frame(0, 0, WIDTH, HEIGHT)
-    full = gen.encode_depth(frame['depth'])
+    full = encode_depth(frame['depth'])
     left = (WIDTH - cw) // 2
     np.testing.assert_array_equal(crop, full[HEIGHT - ch:, left:left + cw])
     assert gen.main(['--out', str(tmp_path / 'b')] + base

@@ -19,6 +19,7 @@ from mmengine.registry import DefaultScope
 
 import monoasd  # noqa: F401  (registers the plugin)
 from conftest import read_labels
+from monoasd.datasets.kitti_io import encode_depth, read_calib
 from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          MonoAffineAug, MonoColorJitter,
                                          PackMonoDepthInputs, flip_camera,
@@ -154,14 +155,6 @@ def make_results(with_blob=True):
         depths=boxes[:, 2].astype(np.float32))
 
 
-def read_p2(path):
-    for line in open(path):
-        if line.startswith('P2:'):
-            return np.array([float(x) for x in line.split()[1:]]).reshape(
-                3, 4)
-    raise AssertionError(f'no P2 in {path}')
-
-
 def spec_level(row):
     """Spec B1.2 KITTI level: 0/1/2, or -1 for UnKnown."""
     height = row['bbox'][3] - row['bbox'][1] + 1
@@ -263,7 +256,7 @@ def test_load_dense_depth_undoes_generator_crop(tmp_path):
     crop = gen.crop_depth(full, gen.depth_crop_size(W, H))
     results, depth_path = _depth_results(tmp_path)
     results['img_shape'] = (H, W)
-    assert cv2.imwrite(str(depth_path), gen.encode_depth(crop))
+    assert cv2.imwrite(str(depth_path), encode_depth(crop))
     out = LoadDenseDepth()(results)['depth_map']
     ch, cw = crop.shape
     left = (W - cw) // 2
@@ -784,8 +777,8 @@ def test_end_to_end_train_pipeline(teacher_cfg, mini_kitti, filter_levels):
             sample_idx = frame_id(meta['img_path'])
             rows = expected_cars(root, sample_idx, filter_levels)
             assert len(rows) == len(gt.bboxes_3d) > 0
-            p2 = read_p2(osp.join(root, 'training', 'calib',
-                                  '%06d.txt' % sample_idx))
+            p2 = read_calib(osp.join(root, 'training', 'calib',
+                                     '%06d.txt' % sample_idx))['P2']
             loc = np.array([r['loc'] for r in rows])
             hwl = np.array([r['hwl'] for r in rows])
             uv = proj(loc - [0, 1, 0] * hwl[:, :1] / 2, p2)

@@ -48,6 +48,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from monoasd.datasets.kitti_io import (atomic_write_bytes, encode_depth,
+                                       format_calib, parse_calib_text)
+
 try:
     from tqdm import tqdm
 except ImportError:  # pragma: no cover - tqdm is an optional nicety
@@ -96,11 +99,6 @@ IMU_TO_VELO = np.array([
     [9.999976e-01, 7.553071e-04, -2.035826e-03, -8.086759e-01],
     [-7.854027e-04, 9.998898e-01, -1.482298e-02, 3.195559e-01],
     [2.024406e-03, 1.482454e-02, 9.998881e-01, -7.997231e-01]])
-CALIB_KEYS = ('P0', 'P1', 'P2', 'P3', 'R0_rect', 'Tr_velo_to_cam',
-              'Tr_imu_to_velo')
-CALIB_SHAPES = {'P0': (3, 4), 'P1': (3, 4), 'P2': (3, 4), 'P3': (3, 4),
-                'R0_rect': (3, 3), 'Tr_velo_to_cam': (3, 4),
-                'Tr_imu_to_velo': (3, 4)}
 
 # ---------------------------------------------------------------------------
 # Objects
@@ -193,8 +191,6 @@ REFLECTANCE_NOISE_STD = 0.03
 # ---------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------
-DEPTH_SCALE = 256.0
-UINT16_MAX = 65535
 #: KITTI depth-completion crop size relative to the 1242x375 image.
 DEPTH_CROP_REF = (1216, 352)
 SPLIT_CODES = {'training': 0, 'testing': 1}
@@ -408,37 +404,6 @@ def make_calib(rng: np.random.Generator, width: int,
         'Tr_velo_to_cam': tr,
         'Tr_imu_to_velo': IMU_TO_VELO.copy(),
     }
-
-
-def format_calib(calib: Dict[str, np.ndarray]) -> str:
-    """Format calibration matrices as a KITTI ``calib/*.txt`` file."""
-    lines = []
-    for key in CALIB_KEYS:
-        values = ' '.join('%.12e' % v for v in calib[key].ravel())
-        lines.append('%s: %s' % (key, values))
-    return '\n'.join(lines) + '\n\n'
-
-
-def parse_calib_text(text: str) -> Dict[str, np.ndarray]:
-    """Parse KITTI calibration text into matrices.
-
-    Args:
-        text: Content of a KITTI ``calib/*.txt`` file.
-
-    Returns:
-        Dict mapping each key of :data:`CALIB_KEYS` present in the text to
-        its matrix.
-    """
-    calib = {}
-    for line in text.splitlines():
-        if ':' not in line:
-            continue
-        key, values = line.split(':', 1)
-        key = key.strip()
-        if key in CALIB_SHAPES:
-            arr = np.array([float(v) for v in values.split()])
-            calib[key] = arr.reshape(CALIB_SHAPES[key])
-    return calib
 
 
 def camera_centre(p2: np.ndarray) -> np.ndarray:
@@ -1186,30 +1151,6 @@ def crop_depth(depth: np.ndarray, crop: Tuple[int, int]) -> np.ndarray:
     cw, ch = min(crop[0], w_img), min(crop[1], h_img)
     left = (w_img - cw) // 2
     return depth[h_img - ch:, left:left + cw]
-
-
-def encode_depth(depth: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 (metres x DEPTH_SCALE, 0 = no depth)."""
-    scaled = np.round(depth.astype(np.float64) * DEPTH_SCALE)
-    return np.clip(scaled, 0, UINT16_MAX).astype(np.uint16)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write bytes to ``path`` through a temporary file and os.replace.
-
-    The temporary file lives in the same directory (so the rename is
-    atomic) and is named after the target and the process id.
-    """
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, '.%s.tmp%d' % (name, os.getpid()))
-    try:
-        with open(tmp, 'wb') as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _png_bytes(image: np.ndarray) -> bytes:

@@ -19,22 +19,11 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
+from monoasd.datasets.kitti_io import read_calib
+
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from monoasd_vis import (draw_boxes_on_image, kitti_lines,  # noqa: E402
                          write_kitti_txt)
-
-
-def read_p2(calib_path: str) -> np.ndarray:
-    """P2 (3x4) of a KITTI calib file, with a clear error if absent."""
-    with open(calib_path) as f:
-        for line in f:
-            if line.startswith('P2:'):
-                values = [float(v) for v in line.split()[1:]]
-                if len(values) != 12:
-                    raise ValueError(f'{calib_path}: P2 needs 12 numbers, '
-                                     f'got {len(values)}')
-                return np.array(values).reshape(3, 4)
-    raise KeyError(f'{calib_path} has no "P2:" line')
 
 
 def detect(model, pipeline, img_path: str, p2: np.ndarray):
@@ -75,7 +64,8 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     if not osp.isfile(args.image):
         raise FileNotFoundError(f'image {args.image} not found')
-    p2 = read_p2(args.calib)  # bad inputs fail before the model is built
+    # bad inputs fail before the model is built
+    p2 = read_calib(args.calib, required=('P2', ))['P2']
     model = MODELS.build(cfg.model)
     # strict: a checkpoint of another config must not run on random weights
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)

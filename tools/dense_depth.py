@@ -28,14 +28,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from monoasd.datasets.kitti_io import encode_depth, read_calib, write_png
+
 try:
     from tqdm import tqdm
 except ImportError:  # pragma: no cover - tqdm is an optional nicety
     tqdm = None
 
-#: Stored value = metres x DEPTH_SCALE.
-DEPTH_SCALE = 256.0
-UINT16_MAX = 65535
 DEFAULT_MAX_DEPTH = 80.0
 #: Fewest LiDAR pixels in an image worth completing (a 64-beam KITTI scan
 #: gives about 20k; a few hundred cannot describe the scene).
@@ -50,10 +49,6 @@ INVERT_MARGIN = 1.0
 #: Bytes per LiDAR point (4 float32: x, y, z, reflectance).
 POINT_BYTES = 16
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-CALIB_SHAPES = {'P2': (3, 4), 'R0_rect': (3, 3), 'Tr_velo_to_cam': (3, 4)}
-#: Alternative key names found in some KITTI-derived calibration files.
-CALIB_ALIASES = {'R_rect': 'R0_rect', 'R0': 'R0_rect',
-                 'Tr_velo_cam': 'Tr_velo_to_cam'}
 
 # Completion kernels and filter sizes.
 DIAMOND_KERNEL = np.array([[0, 0, 1, 0, 0],
@@ -70,46 +65,6 @@ MEDIAN_KERNEL_SIZE = 5
 BILATERAL_DIAMETER = 5
 BILATERAL_SIGMA_COLOUR = 1.5
 BILATERAL_SIGMA_SPACE = 2.0
-
-
-def read_calib(path: str) -> Dict[str, np.ndarray]:
-    """Read the matrices needed for projection from a KITTI calib file.
-
-    Args:
-        path: Path of ``calib/%06d.txt``.
-
-    Returns:
-        Dict with ``P2`` (3x4), ``R0_rect`` (3x3) and ``Tr_velo_to_cam``
-        (3x4) as float64 arrays.
-
-    Raises:
-        ValueError: When the file cannot be read or a matrix is missing or
-            malformed; the message names the file.
-    """
-    try:
-        with open(path, 'r') as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError('%s: cannot read calibration (%s)' % (path, err))
-    calib = {}
-    for line in lines:
-        if ':' not in line:
-            continue
-        key, values = line.split(':', 1)
-        key = CALIB_ALIASES.get(key.strip(), key.strip())
-        if key not in CALIB_SHAPES:
-            continue
-        try:
-            arr = np.array([float(v) for v in values.split()])
-            calib[key] = arr.reshape(CALIB_SHAPES[key])
-        except ValueError:
-            raise ValueError('%s: malformed %s line' % (path, key))
-    missing = [key for key in CALIB_SHAPES if key not in calib]
-    if missing:
-        raise ValueError('%s: missing %s' % (path, ', '.join(missing)))
-    if not all(np.isfinite(m).all() for m in calib.values()):
-        raise ValueError('%s: non-finite calibration values' % path)
-    return calib
 
 
 def read_velodyne(path: str) -> np.ndarray:
@@ -283,33 +238,6 @@ def complete_depth(sparse: np.ndarray,
     return dense
 
 
-def encode_depth(depth: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 (metres x DEPTH_SCALE, 0 = no depth)."""
-    scaled = np.round(np.asarray(depth, dtype=np.float64) * DEPTH_SCALE)
-    return np.clip(scaled, 0, UINT16_MAX).astype(np.uint16)
-
-
-def atomic_write_png(path: str, image: np.ndarray) -> None:
-    """Encode a PNG and move it into place atomically.
-
-    The bytes go to a temporary file in the target directory (named after
-    the target and the process id), which then replaces the target.
-    """
-    ok, buf = cv2.imencode('.png', image)
-    if not ok:
-        raise ValueError('%s: PNG encoding failed' % path)
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, '.%s.tmp%d' % (name, os.getpid()))
-    try:
-        with open(tmp, 'wb') as handle:
-            handle.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def process_frame(root: str, out_dir: str, frame_id: str,
                   max_depth: float = DEFAULT_MAX_DEPTH,
                   overwrite: bool = False,
@@ -346,7 +274,7 @@ def process_frame(root: str, out_dir: str, frame_id: str,
                 f'image (fewer than {min_points}); no depth map written, '
                 'it would be meaningless')
         dense = complete_depth(sparse, max_depth)
-        atomic_write_png(out_path, encode_depth(dense))
+        write_png(out_path, encode_depth(dense))
     except (ValueError, OSError, cv2.error) as err:
         return frame_id, 'failed', str(err)
     return frame_id, 'written', ''

@@ -13,12 +13,13 @@ from typing import Dict, List, Sequence
 import numpy as np
 from PIL import Image
 
+from .kitti_io import CALIB_ALIASES, CALIB_SHAPES
+
 #: KITTI object classes mmdet3d's converter knows; others become -1.
 KITTI_CLASSES = ('Car', 'Van', 'Truck', 'Pedestrian', 'Person_sitting',
                  'Cyclist', 'Tram', 'Misc', 'DontCare')
-#: Calib keys and their number of values.
-CALIB_KEYS = {'P0': 12, 'P1': 12, 'P2': 12, 'P3': 12, 'R0_rect': 9,
-              'Tr_velo_to_cam': 12, 'Tr_imu_to_velo': 12}
+#: Calib keys and their number of values (kitti_io.CALIB_SHAPES).
+CALIB_KEYS = {k: h * w for k, (h, w) in CALIB_SHAPES.items()}
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 
 
@@ -76,7 +77,7 @@ def check_calib_file(path: str) -> List[str]:
             if ':' not in line:
                 continue
             key, values = line.split(':', 1)
-            key = key.strip()
+            key = CALIB_ALIASES.get(key.strip(), key.strip())
             try:
                 found[key] = [float(v) for v in values.split()]
             except ValueError:

@@ -7,6 +7,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
+from ..kitti_io import DEPTH_SCALE, read_depth_png
+
 
 def pad_depth_to_image(depth: np.ndarray, img_hw: tuple,
                        path: str = '<array>',
@@ -80,7 +82,7 @@ class LoadDenseDepth(BaseTransform):
     def __init__(self,
                  depth_dir: str = 'depth_dense',
                  img_dir: str = 'image_2',
-                 depth_scale: float = 256.0,
+                 depth_scale: float = DEPTH_SCALE,
                  max_pad_ratio: float = 0.1) -> None:
         self.depth_dir = depth_dir
         self.max_pad_ratio = float(max_pad_ratio)
@@ -108,14 +110,7 @@ class LoadDenseDepth(BaseTransform):
             raise FileNotFoundError(
                 f'Dense depth map {path} (for image {img_path}) is missing; '
                 'create it with tools/dense_depth.py.')
-        raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise IOError(f'Dense depth map {path} is not a readable PNG.')
-        if raw.ndim != 2 or raw.dtype != np.uint16:
-            raise ValueError(
-                f'Dense depth map {path} must be a single-channel uint16 '
-                f'PNG, got dtype {raw.dtype} and shape {raw.shape}.')
-        depth = raw.astype(np.float32) / self.depth_scale
+        depth = read_depth_png(path, self.depth_scale)
         img_hw = results['img_shape'][:2] if 'img_shape' in results \
             else results['img'].shape[:2]
         results['depth_map'] = pad_depth_to_image(depth, img_hw, path,
