@@ -1,9 +1,6 @@
 """Tests of tools/create_data.py (mmdet3d v2 KITTI infos for MonoASD)."""
-import importlib
 import os
 import os.path as osp
-import sys
-from pathlib import Path
 
 import mmengine
 import numpy as np
@@ -12,19 +9,9 @@ from mmdet3d.datasets import KittiDataset
 from mmdet3d.structures import CameraInstance3DBoxes
 
 import monoasd  # noqa: F401  (registers the plugin)
-from conftest import read_labels
+from conftest import import_tool, read_labels
 
-TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
-
-
-def _import_tool(name):
-    """Import a script from tools/ (which is not a package)."""
-    if str(TOOLS_DIR) not in sys.path:
-        sys.path.insert(0, str(TOOLS_DIR))
-    return importlib.import_module(name)
-
-
-create_data = _import_tool('create_data')
+create_data = import_tool('create_data')
 
 SPLITS = ('train', 'val', 'trainval', 'test')
 CLASSES = ('Pedestrian', 'Cyclist', 'Car')

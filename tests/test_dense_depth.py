@@ -1,10 +1,7 @@
 """Tests of tools/dense_depth.py on synthetic KITTI frames."""
 
-import importlib
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,18 +9,10 @@ import pytest
 
 from monoasd.datasets.kitti_io import read_calib
 
-TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
+from conftest import import_tool
 
-
-def _import_tool(name):
-    """Import a script from tools/ (which is not a package)."""
-    if str(TOOLS_DIR) not in sys.path:
-        sys.path.insert(0, str(TOOLS_DIR))
-    return importlib.import_module(name)
-
-
-gen = _import_tool('create_synthetic_kitti')
-dd = _import_tool('dense_depth')
+gen = import_tool('create_synthetic_kitti')
+dd = import_tool('dense_depth')
 
 WIDTH, HEIGHT = 621, 188
 NUM_FRAMES = 3

@@ -1,10 +1,8 @@
 """Tests of tools/create_synthetic_kitti.py (synthetic mini-KITTI)."""
 
 import filecmp
-import importlib
 import math
 import os
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,17 +11,9 @@ import pytest
 
 from monoasd.datasets.kitti_io import encode_depth
 
-TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
+from conftest import import_tool
 
-
-def _import_tool(name):
-    """Import a script from tools/ (which is not a package)."""
-    if str(TOOLS_DIR) not in sys.path:
-        sys.path.insert(0, str(TOOLS_DIR))
-    return importlib.import_module(name)
-
-
-gen = _import_tool('create_synthetic_kitti')
+gen = import_tool('create_synthetic_kitti')
 
 WIDTH, HEIGHT = 621, 188  # half of KITTI's 1242x375
 NUM_TRAIN, NUM_VAL, NUM_TEST = 3, 2, 1

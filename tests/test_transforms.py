@@ -1,10 +1,7 @@
 """Tests of the MonoASD data transforms and data preprocessor (design D1)."""
 import copy
-import importlib
 import math
 import os.path as osp
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +15,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 import monoasd  # noqa: F401  (registers the plugin)
-from conftest import read_labels
+from conftest import import_tool, read_labels
 from monoasd.datasets.kitti_io import encode_depth, read_calib
 from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          MonoAffineAug, MonoColorJitter,
@@ -27,7 +24,6 @@ from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          project)
 from monoasd.models.data_preprocessors import MonoDepthDataPreprocessor
 
-TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'monoasd',
                   'did-m3d_dla34_tiny_mini-kitti-car_teacher.py')
 
@@ -249,9 +245,7 @@ def test_load_dense_depth_pads_crop(tmp_path):
 def test_load_dense_depth_undoes_generator_crop(tmp_path):
     """The synthetic generator's crop (KITTI depth-completion layout) is
     padded back onto the pixels it came from."""
-    if str(TOOLS_DIR) not in sys.path:
-        sys.path.insert(0, str(TOOLS_DIR))
-    gen = importlib.import_module('create_synthetic_kitti')
+    gen = import_tool('create_synthetic_kitti')
     full = np.random.RandomState(2).uniform(1, 80, (H, W))
     crop = gen.crop_depth(full, gen.depth_crop_size(W, H))
     results, depth_path = _depth_results(tmp_path)
