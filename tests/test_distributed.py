@@ -188,6 +188,11 @@ def test_two_ranks_by_one_equal_one_rank_by_two(mini_kitti, tmp_path):
         two = 0.5 * (ranks[0]['losses'][k] + ranks[1]['losses'][k])
         rel[k] = abs(two - v) / max(abs(v), 1e-12)
         print(f'{k}: 1x2 {v:.8g}  2x1 {two:.8g}  rel {rel[k]:.1e}')
+    total_one = sum(one.values())
+    total_two = sum(0.5 * (ranks[0]['losses'][k] + ranks[1]['losses'][k])
+                    for k in one)
+    print(f'total: 1x2 {total_one:.8g}  2x1 {total_two:.8g}')
+    assert total_two == pytest.approx(total_one, rel=5e-5)
     # measured: at most 5.1e-6 (float32 sums of ~1e10 in another order);
     # rank-local means would halve the per-object terms (rank 1 has none)
     assert max(rel.values()) < 5e-5, rel

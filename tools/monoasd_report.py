@@ -4,7 +4,7 @@ import glob
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 import numpy as np
@@ -135,9 +135,40 @@ def read_scalars(work_dir: str) -> list:
     return records
 
 
-def plot_curves(work_dir: str, out_png: str, title: str) -> bool:
-    """Loss terms, distillation terms and learning rate against iteration.
+#: Val metrics drawn against iteration (Car AP|R40 moderate).
+CURVE_METRICS = {
+    'AP3D@0.7': 'pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict',
+    'AP3D@0.5': 'pred_instances_3d/KITTI/Car_3D_AP40_moderate_loose',
+    'AP2D': 'pred_instances/KITTI/Car_2D_AP40_moderate_strict',
+}
+
+
+def read_val_curve(work_dir: str) -> List[tuple]:
+    """(iteration, {label: AP}) of every validation in work_dir's logs.
+
+    Validation records carry the epoch as ``step``; it is mapped to the
+    last training iteration logged in that epoch.
     """
+    paths = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                      'scalars.json')))
+    last_iter, points = {}, []
+    for path in paths:
+        with open(path) as f:
+            for r in map(json.loads, f):
+                if 'loss' in r and 'epoch' in r:
+                    last_iter[r['epoch']] = r['iter']
+                key = 'Kitti metric/' + CURVE_METRICS['AP2D']
+                if key in r and r.get('step') in last_iter:
+                    points.append((last_iter[r['step']], {
+                        k: r.get('Kitti metric/' + v)
+                        for k, v in CURVE_METRICS.items()
+                    }))
+    return points
+
+
+def plot_curves(work_dir: str, out_png: str, title: str) -> bool:
+    """Loss terms, distillation terms, the learning rate and the val AP
+    (Car moderate, :data:`CURVE_METRICS`) against iteration."""
     recs = read_scalars(work_dir)
     if not recs:
         return False
@@ -145,8 +176,18 @@ def plot_curves(work_dir: str, out_png: str, title: str) -> bool:
                    if 'loss' in k and k != 'loss'})
     det = [k for k in keys if not k.startswith('distill.')]
     kd = [k for k in keys if k.startswith('distill.')]
-    ncols = 3 if kd else 2
+    val = read_val_curve(work_dir)
+    ncols = (3 if kd else 2) + bool(val)
     fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 3.6))
+    if val:
+        ax, axes = axes[-1], axes[:-1]
+        for label in CURVE_METRICS:
+            pts = [(i, m[label]) for i, m in val if m[label] is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], 'o-',
+                    label=label)
+        ax.set_xlabel('iteration')
+        ax.set_title('val AP|R40, Car moderate')
+        ax.legend(fontsize=7)
     for ax, group, name in zip(axes, [det, kd] if kd else [det],
                                ['detector losses', 'distillation losses']):
         for k in group:
@@ -167,7 +208,8 @@ def plot_curves(work_dir: str, out_png: str, title: str) -> bool:
     return True
 
 
-def write_report(names: Sequence[str], args) -> dict:
+def write_report(names: Sequence[str], args,
+                 picture_models: Optional[Dict[str, tuple]] = None) -> dict:
     """Write results.md/results.json, curves and pictures into
     ``args.results``; returns the results dict.
 
@@ -176,7 +218,9 @@ def write_report(names: Sequence[str], args) -> dict:
             ``args.work_dir``, each with ``test_metrics.json``).
         args: :mod:`run_main` options (``work_dir``, ``results``,
             ``profile``, ``data_root``, ``seed_list``, ``ablation``, and
-            optionally ``picture_models``, ``num_pictures``).
+            optionally ``num_pictures``).
+        picture_models (dict, optional): Label -> (config, checkpoint) of
+            the models drawn on val frames; None draws nothing.
     """
     out = args.results
     os.makedirs(out, exist_ok=True)
@@ -187,7 +231,8 @@ def write_report(names: Sequence[str], args) -> dict:
         png = osp.join(out, f'curves_{name}.png')
         if plot_curves(osp.join(args.work_dir, name), png, NAMES[name]):
             pictures.append(osp.basename(png))
-    models = dict(getattr(args, 'picture_models', {}))
+    models = dict(picture_models if picture_models is not None else
+                  getattr(args, 'picture_models', {}))
     if models:
         write_pictures(models, args.data_root, out,
                        getattr(args, 'num_pictures', 4))

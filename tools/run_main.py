@@ -249,14 +249,24 @@ def stage_report(args) -> None:
         src = prof[kind]
         shutil.copy(osp.join(ROOT, src),
                     osp.join(args.results, osp.basename(src)))
-    args.picture_models = {
+    pictures = {
         'teacher': (prof['teacher'], need(args, 'teacher')),
         'student': (prof['student'], need(args, 'student')),
         'control': (prof['student'], need(args, 'control')),
         'monoasd': (prof['student'],
                     osp.join(args.work_dir, 'monoasd', 'student_only.pth')),
     }
-    write_report(names, args)
+    write_report(names, args, picture_models=pictures)
+
+
+#: The stages in the order they run.
+STAGE_FUNCTIONS = {
+    'data': stage_data, 'depth': stage_depth, 'infos': stage_infos,
+    'teacher': stage_teacher, 'student': stage_student,
+    'control': stage_control, 'monoasd': stage_monoasd,
+    'export': stage_export, 'eval': stage_eval, 'report': stage_report
+}
+assert tuple(STAGE_FUNCTIONS) == STAGES
 
 
 def parse_args(argv=None):
@@ -303,11 +313,11 @@ def main(argv=None) -> None:
     times_path = osp.join(args.work_dir, 'stage_seconds.json')
     times = json.load(open(times_path)) if osp.isfile(times_path) else {}
     start = time.time()
-    for stage in STAGES:
+    for stage, run in STAGE_FUNCTIONS.items():
         if stage not in stages:
             continue
         t0 = time.time()
-        globals()[f'stage_{stage}'](args)
+        run(args)
         took = time.time() - t0
         if stage != 'report':
             # a resumed stage that finds everything done keeps its time
