@@ -10,8 +10,9 @@ import pytest
 from monoasd.datasets.kitti_io import read_calib
 
 from conftest import import_tool
+from monoasd.synthetic import generator as gen
 
-gen = import_tool('create_synthetic_kitti')
+cli = import_tool('create_synthetic_kitti')
 dd = import_tool('dense_depth')
 
 WIDTH, HEIGHT = 621, 188
@@ -31,7 +32,7 @@ LOWER_START = 0.6
 def kitti(tmp_path_factory):
     """Synthetic frames plus dense depth maps written by the tool."""
     out = tmp_path_factory.mktemp('dd') / 'mini'
-    assert gen.main(['--out', str(out), '--num-train', str(NUM_FRAMES),
+    assert cli.main(['--out', str(out), '--num-train', str(NUM_FRAMES),
                      '--num-val', '0', '--num-test', '0', '--width',
                      str(WIDTH), '--height', str(HEIGHT), '--workers',
                      '1']) == 0

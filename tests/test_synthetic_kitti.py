@@ -12,8 +12,9 @@ import pytest
 from monoasd.datasets.kitti_io import encode_depth
 
 from conftest import import_tool
+from monoasd.synthetic import generator as gen
 
-gen = import_tool('create_synthetic_kitti')
+cli = import_tool('create_synthetic_kitti')
 
 WIDTH, HEIGHT = 621, 188  # half of KITTI's 1242x375
 NUM_TRAIN, NUM_VAL, NUM_TEST = 3, 2, 1
@@ -30,7 +31,7 @@ def run_generator(out, seed=0, workers=1, extra=()):
             str(NUM_VAL), '--num-test', str(NUM_TEST), '--seed', str(seed),
             '--width', str(WIDTH), '--height', str(HEIGHT), '--workers',
             str(workers)] + list(extra)
-    assert gen.main(argv) == 0
+    assert cli.main(argv) == 0
     return Path(out)
 
 
@@ -347,7 +348,7 @@ def test_depth_crop_and_flags(tmp_path):
     base = ['--num-train', '1', '--num-val', '0', '--num-test', '0',
             '--width', str(WIDTH), '--height', str(HEIGHT), '--workers',
             '1']
-    assert gen.main(['--out', str(tmp_path / 'a')] + base
+    assert cli.main(['--out', str(tmp_path / 'a')] + base
                     + ['--depth-crop']) == 0
     crop = cv2.imread(str(tmp_path / 'a/training/depth_dense/000000.png'),
                       cv2.IMREAD_UNCHANGED)
@@ -358,17 +359,17 @@ def test_depth_crop_and_flags(tmp_path):
     full = encode_depth(frame['depth'])
     left = (WIDTH - cw) // 2
     np.testing.assert_array_equal(crop, full[HEIGHT - ch:, left:left + cw])
-    assert gen.main(['--out', str(tmp_path / 'b')] + base
+    assert cli.main(['--out', str(tmp_path / 'b')] + base
                     + ['--depth-crop', '600x150']) == 0
     crop = cv2.imread(str(tmp_path / 'b/training/depth_dense/000000.png'),
                       cv2.IMREAD_UNCHANGED)
     assert crop.shape == (150, 600)
-    assert gen.main(['--out', str(tmp_path / 'c')] + base
+    assert cli.main(['--out', str(tmp_path / 'c')] + base
                     + ['--no-dense-depth']) == 0
     assert not (tmp_path / 'c/training/depth_dense').exists()
     # Existing frames are kept unless --overwrite is given.
-    assert gen.main(['--out', str(tmp_path / 'c')] + base) == 1
-    assert gen.main(['--out', str(tmp_path / 'c')] + base
+    assert cli.main(['--out', str(tmp_path / 'c')] + base) == 1
+    assert cli.main(['--out', str(tmp_path / 'c')] + base
                     + ['--overwrite']) == 0
     assert (tmp_path / 'c/training/depth_dense/000000.png').exists()
     leftovers = [name for _, _, files in os.walk(tmp_path)

@@ -15,7 +15,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 import monoasd  # noqa: F401  (registers the plugin)
-from conftest import import_tool, read_labels
+from conftest import read_labels
 from monoasd.datasets.kitti_io import encode_depth, read_calib
 from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          MonoAffineAug, MonoColorJitter,
@@ -245,7 +245,7 @@ def test_load_dense_depth_pads_crop(tmp_path):
 def test_load_dense_depth_undoes_generator_crop(tmp_path):
     """The synthetic generator's crop (KITTI depth-completion layout) is
     padded back onto the pixels it came from."""
-    gen = import_tool('create_synthetic_kitti')
+    from monoasd.synthetic import generator as gen
     full = np.random.RandomState(2).uniform(1, 80, (H, W))
     crop = gen.crop_depth(full, gen.depth_crop_size(W, H))
     results, depth_path = _depth_results(tmp_path)
