@@ -10,6 +10,7 @@ import pytest
 from monoasd.datasets.kitti_io import read_calib
 
 from conftest import import_tool
+from monoasd.datasets import depth_completion as dc
 from monoasd.synthetic import generator as gen
 
 cli = import_tool('create_synthetic_kitti')
@@ -81,7 +82,7 @@ def test_project_velodyne_nearest_wins():
         [10.0, -10.0, 0.0, 0.5],   # u = 150: outside
         [10.0, -0.0449, 0.0449, 0.5],  # u = 50.449 -> col 50, row 20
     ], dtype=np.float32)
-    depth = dd.project_velodyne(points, calib, (40, 100))
+    depth = dc.project_velodyne(points, calib, (40, 100))
     assert depth.shape == (40, 100) and depth.dtype == np.float32
     assert depth[20, 50] == pytest.approx(5.0)
     assert depth[25, 60] == pytest.approx(20.0)
@@ -91,11 +92,11 @@ def test_project_velodyne_nearest_wins():
 def test_complete_depth_plane_and_empty():
     sparse = np.zeros((60, 80), dtype=np.float32)
     sparse[2::5, 1::3] = 12.5
-    dense = dd.complete_depth(sparse)
+    dense = dc.complete_depth(sparse)
     np.testing.assert_allclose(dense, 12.5, atol=1e-3)
-    assert not (dd.complete_depth(np.zeros((10, 10))) != 0).any()
+    assert not (dc.complete_depth(np.zeros((10, 10))) != 0).any()
     far = np.full((10, 10), 120.0, dtype=np.float32)
-    assert dd.complete_depth(far, max_depth=80.0).max() <= 80.0
+    assert dc.complete_depth(far, max_depth=80.0).max() <= 80.0
 
 
 def test_dense_depth_matches_rendering(kitti):
@@ -106,8 +107,8 @@ def test_dense_depth_matches_rendering(kitti):
         truth = load_depth(root / 'depth_dense' / (name + '.png'))
         assert dense.shape == truth.shape == (HEIGHT, WIDTH)
         calib = read_calib(str(root / 'calib' / (name + '.txt')))
-        points = dd.read_velodyne(str(root / 'velodyne' / (name + '.bin')))
-        sparse = dd.project_velodyne(points, calib, (HEIGHT, WIDTH))
+        points = dc.read_velodyne(str(root / 'velodyne' / (name + '.bin')))
+        sparse = dc.project_velodyne(points, calib, (HEIGHT, WIDTH))
         lidar = sparse > 0
         assert lidar.sum() > 1000
         # The tool keeps measured depths: compare each LiDAR pixel with the
@@ -189,7 +190,7 @@ def test_corrupt_inputs_are_reported(kitti, tmp_path, capsys):
     data = bin_path.read_bytes()
     bin_path.write_bytes(data[:len(data) - 6])
     with pytest.raises(ValueError, match='000001.bin'):
-        dd.read_velodyne(str(bin_path))
+        dc.read_velodyne(str(bin_path))
     os.remove(copy / 'calib/000002.txt')
     assert dd.main(['--root', str(copy), '--workers', '2']) == 1
     captured = capsys.readouterr()

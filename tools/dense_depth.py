@@ -1,295 +1,22 @@
 #!/usr/bin/env python
 """Build dense depth maps for KITTI frames from their LiDAR scans.
 
-For every frame of a KITTI split directory (``image_2``, ``calib``,
-``velodyne``) the LiDAR points are projected into ``image_2`` with
-``P2 @ R0_rect @ Tr_velo_to_cam`` (nearest point wins per pixel) and the
-sparse map is completed with a classical morphological method in the style
-of IP-Basic (Ku et al., 2018): depth is inverted so that near points win
-dilations, holes are closed and filled with growing kernels, the top of
-each column is extended upwards, and the result is smoothed with a median
-and a bilateral filter before it is inverted back. The maps are written as
-uint16 PNGs holding metres x 256 (0 = no depth), with the size of the
-frame's image.
+LiDAR points projected into ``image_2`` and completed IP-Basic style
+(:mod:`monoasd.datasets.depth_completion`), written as uint16 PNGs of
+metres x 256 with the image's size.
 
 Example::
 
     python tools/dense_depth.py --root data/mini_kitti/training --workers 2
 """
-
 import argparse
-import multiprocessing
 import os
-import struct
 import sys
-import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-import cv2
-import numpy as np
-
-from monoasd.datasets.kitti_io import encode_depth, read_calib, write_png
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - tqdm is an optional nicety
-    tqdm = None
-
-DEFAULT_MAX_DEPTH = 80.0
-#: Fewest LiDAR pixels in an image worth completing (a 64-beam KITTI scan
-#: gives about 20k; a few hundred cannot describe the scene).
-DEFAULT_MIN_POINTS = 1000
-#: Points closer than this camera z (metres) are dropped.
-MIN_POINT_DEPTH = 0.1
-#: Values below this (metres, or inverted units) count as empty.
-EMPTY_EPS = 0.1
-#: Inverted depth = max_depth + INVERT_MARGIN - depth, so that points at
-#: max_depth stay distinguishable from empty pixels.
-INVERT_MARGIN = 1.0
-#: Bytes per LiDAR point (4 float32: x, y, z, reflectance).
-POINT_BYTES = 16
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-
-# Completion kernels and filter sizes.
-DIAMOND_KERNEL = np.array([[0, 0, 1, 0, 0],
-                           [0, 1, 1, 1, 0],
-                           [1, 1, 1, 1, 1],
-                           [0, 1, 1, 1, 0],
-                           [0, 0, 1, 0, 0]], dtype=np.uint8)
-CLOSE_KERNEL_SIZE = 5
-SMALL_FILL_KERNEL_SIZE = 7
-LARGE_FILL_KERNEL_SIZE = 31
-#: Iterations of the large fill before the remaining holes are left empty.
-LARGE_FILL_ITERATIONS = 10
-MEDIAN_KERNEL_SIZE = 5
-BILATERAL_DIAMETER = 5
-BILATERAL_SIGMA_COLOUR = 1.5
-BILATERAL_SIGMA_SPACE = 2.0
-
-
-def read_velodyne(path: str) -> np.ndarray:
-    """Read a KITTI ``velodyne/*.bin`` scan.
-
-    Args:
-        path: Path of the binary file (little-endian float32 x, y, z, r).
-
-    Returns:
-        (N, 4) float32 points.
-
-    Raises:
-        ValueError: When the file is missing, empty or its size is not a
-            multiple of 16 bytes; the message names the file.
-    """
-    try:
-        size = os.path.getsize(path)
-        if size % POINT_BYTES != 0:
-            raise ValueError('%s: size %d bytes is not a multiple of %d '
-                             '(truncated or corrupt point cloud)'
-                             % (path, size, POINT_BYTES))
-        if size == 0:
-            raise ValueError('%s: empty point cloud' % path)
-        data = np.fromfile(path, dtype='<f4')
-    except OSError as err:
-        raise ValueError('%s: cannot read point cloud (%s)' % (path, err))
-    return data.reshape(-1, 4)
-
-
-def image_size(path: str) -> Tuple[int, int]:
-    """Height and width of an image, from the PNG header when possible.
-
-    Args:
-        path: Image path.
-
-    Returns:
-        (height, width).
-
-    Raises:
-        ValueError: When the image cannot be read.
-    """
-    try:
-        with open(path, 'rb') as handle:
-            head = handle.read(24)
-    except OSError as err:
-        raise ValueError('%s: cannot read image (%s)' % (path, err))
-    if head[:8] == PNG_SIGNATURE and head[12:16] == b'IHDR':
-        width, height = struct.unpack('>II', head[16:24])
-        return int(height), int(width)
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError('%s: cannot decode image' % path)
-    return image.shape[0], image.shape[1]
-
-
-def project_velodyne(points: np.ndarray, calib: Dict[str, np.ndarray],
-                     img_hw: Tuple[int, int]) -> np.ndarray:
-    """Project LiDAR points into a sparse camera-z depth map.
-
-    Points are mapped to rectified camera coordinates with
-    ``R0_rect @ Tr_velo_to_cam`` and projected with the full 3x4 ``P2``.
-    A point lands in pixel ``(round(v), round(u))``; points with camera z
-    below MIN_POINT_DEPTH or outside the image are dropped, and the nearest
-    point wins where several land in the same pixel.
-
-    Args:
-        points: (N, >=3) points in the LiDAR frame.
-        calib: Dict with ``P2``, ``R0_rect`` and ``Tr_velo_to_cam``.
-        img_hw: (height, width) of the image.
-
-    Returns:
-        (H, W) float32 depth in metres, 0 where no point projects.
-    """
-    height, width = img_hw
-    depth = np.zeros((height, width), dtype=np.float32)
-    xyz = np.asarray(points, dtype=np.float64)[:, :3]
-    tr = calib['Tr_velo_to_cam']
-    rect = (xyz @ tr[:, :3].T + tr[:, 3]) @ calib['R0_rect'].T
-    rect = rect[rect[:, 2] > MIN_POINT_DEPTH]
-    if len(rect) == 0:
-        return depth
-    p2 = calib['P2']
-    uvw = rect @ p2[:, :3].T + p2[:, 3]
-    cols = np.floor(uvw[:, 0] / uvw[:, 2] + 0.5)
-    rows = np.floor(uvw[:, 1] / uvw[:, 2] + 0.5)
-    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    if not inside.any():
-        return depth
-    z = rect[inside, 2]
-    lin = rows[inside].astype(np.int64) * width + cols[inside].astype(
-        np.int64)
-    order = np.argsort(z, kind='stable')
-    lin, z = lin[order], z[order]
-    # np.unique returns the first (i.e. nearest) occurrence of each pixel.
-    pixels, first = np.unique(lin, return_index=True)
-    depth.reshape(-1)[pixels] = z[first]
-    return depth
-
-
-def _fill_empty(inv: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Fill empty pixels with the dilation of their neighbourhood."""
-    empty = inv < EMPTY_EPS
-    dilated = cv2.dilate(inv, kernel)
-    inv[empty] = dilated[empty]
-    return inv
-
-
-def _extend_columns_up(inv: np.ndarray) -> np.ndarray:
-    """Copy each column's top-most valid value into the rows above it."""
-    valid = inv > EMPTY_EPS
-    has = valid.any(axis=0)
-    top = np.argmax(valid, axis=0)
-    cols = np.arange(inv.shape[1])
-    top_values = inv[top, cols]
-    above = (np.arange(inv.shape[0])[:, None] < top[None, :]) & has[None, :]
-    return np.where(above, top_values[None, :], inv)
-
-
-def complete_depth(sparse: np.ndarray,
-                   max_depth: float = DEFAULT_MAX_DEPTH,
-                   extend_up: bool = True,
-                   keep_measured: bool = True) -> np.ndarray:
-    """Complete a sparse depth map with morphological operations.
-
-    Steps (on inverted depth so that the nearest point wins dilations):
-    diamond dilation, closing of small holes, small and large fills of the
-    remaining empty pixels, optional extension of each column's top value
-    upwards (the LiDAR does not see above its top beam), a median filter
-    and a bilateral filter, then inversion back to metres.
-
-    Args:
-        sparse: (H, W) depth in metres, 0 where empty.
-        max_depth: Depths are clipped to this value (metres).
-        extend_up: Fill the rows above each column's top-most value.
-        keep_measured: Write the measured depths back into their pixels
-            after smoothing.
-
-    Returns:
-        (H, W) float32 dense depth in metres (0 only where nothing could
-        be filled, e.g. an input without points).
-    """
-    sparse = np.asarray(sparse, dtype=np.float32)
-    measured = sparse > EMPTY_EPS
-    depth = np.minimum(sparse, max_depth)
-    offset = np.float32(max_depth + INVERT_MARGIN)
-    inv = np.where(measured, offset - depth, 0.0).astype(np.float32)
-    square = lambda size: np.ones((size, size), dtype=np.uint8)  # noqa: E731
-    inv = cv2.dilate(inv, DIAMOND_KERNEL)
-    inv = cv2.morphologyEx(inv, cv2.MORPH_CLOSE, square(CLOSE_KERNEL_SIZE))
-    inv = _fill_empty(inv, square(SMALL_FILL_KERNEL_SIZE))
-    if extend_up:
-        inv = _extend_columns_up(inv)
-    large = square(LARGE_FILL_KERNEL_SIZE)
-    for _ in range(LARGE_FILL_ITERATIONS):
-        if not (inv < EMPTY_EPS).any():
-            break
-        inv = _fill_empty(inv, large)
-    valid = inv > EMPTY_EPS
-    blurred = cv2.medianBlur(inv, MEDIAN_KERNEL_SIZE)
-    inv[valid] = blurred[valid]
-    blurred = cv2.bilateralFilter(inv, BILATERAL_DIAMETER,
-                                  BILATERAL_SIGMA_COLOUR,
-                                  BILATERAL_SIGMA_SPACE)
-    inv[valid] = blurred[valid]
-    # Filtering can pull values at the edge of the filled region towards 0.
-    valid &= inv > EMPTY_EPS
-    dense = np.where(valid, offset - inv, 0.0).astype(np.float32)
-    dense = np.clip(dense, 0.0, max_depth)
-    if keep_measured:
-        dense[measured] = depth[measured]
-    return dense
-
-
-def process_frame(root: str, out_dir: str, frame_id: str,
-                  max_depth: float = DEFAULT_MAX_DEPTH,
-                  overwrite: bool = False,
-                  min_points: int = DEFAULT_MIN_POINTS
-                  ) -> Tuple[str, str, str]:
-    """Build and write the dense depth map of one frame.
-
-    Args:
-        root: Split directory holding image_2, calib and velodyne.
-        out_dir: Output directory.
-        frame_id: Frame name without extension, e.g. ``'000123'``.
-        max_depth: Depth clip (metres).
-        overwrite: Rewrite an existing output.
-        min_points: Fewest LiDAR pixels in the image worth completing; a
-            sparser frame gets no map (status ``'sparse'``).
-
-    Returns:
-        ``(frame_id, status, message)`` with status ``'written'``,
-        ``'skipped'``, ``'sparse'`` or ``'failed'`` (message says why).
-    """
-    out_path = os.path.join(out_dir, frame_id + '.png')
-    if os.path.exists(out_path) and not overwrite:
-        return frame_id, 'skipped', ''
-    try:
-        img_hw = image_size(os.path.join(root, 'image_2', frame_id + '.png'))
-        calib = read_calib(os.path.join(root, 'calib', frame_id + '.txt'))
-        points = read_velodyne(os.path.join(root, 'velodyne',
-                                            frame_id + '.bin'))
-        sparse = project_velodyne(points, calib, img_hw)
-        n_valid = int((sparse > 0).sum())
-        if n_valid < min_points:
-            return frame_id, 'sparse', (
-                f'{frame_id}: only {n_valid} LiDAR points project into the '
-                f'image (fewer than {min_points}); no depth map written, '
-                'it would be meaningless')
-        dense = complete_depth(sparse, max_depth)
-        write_png(out_path, encode_depth(dense))
-    except (ValueError, OSError, cv2.error) as err:
-        return frame_id, 'failed', str(err)
-    return frame_id, 'written', ''
-
-
-def _process_task(task: Tuple[str, str, str, float, bool, int]
-                  ) -> Tuple[str, str, str]:
-    return process_frame(*task)
-
-
-def list_frames(root: str) -> List[str]:
-    """Frame ids (file stems) of ``root/image_2/*.png``, sorted."""
-    image_dir = os.path.join(root, 'image_2')
-    return sorted(os.path.splitext(name)[0] for name in os.listdir(image_dir)
-                  if name.endswith('.png') and not name.startswith('.'))
+from monoasd.datasets.depth_completion import (DEFAULT_MAX_DEPTH,
+                                               DEFAULT_MIN_POINTS,
+                                               complete_split)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,69 +39,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line entry point.
-
-    Args:
-        argv: Arguments (default: sys.argv[1:]).
-
-    Returns:
-        0 when every frame was written or skipped, 1 when any failed.
-    """
+    """Command line entry point: 0 when every frame was written or
+    skipped, 1 when any failed or was too sparse, 2 for bad arguments."""
     args = build_parser().parse_args(argv)
-    if args.workers <= 0 or args.max_depth <= 0:
-        print('error: --workers and --max-depth must be positive',
-              file=sys.stderr)
-        return 2
-    if not os.path.isdir(os.path.join(args.root, 'image_2')):
-        print('error: %s has no image_2 directory' % args.root,
-              file=sys.stderr)
-        return 2
-    out_dir = args.out_dir or os.path.join(args.root, 'depth_dense')
-    os.makedirs(out_dir, exist_ok=True)
-    frames = list_frames(args.root)
-    velo_dir = os.path.join(args.root, 'velodyne')
-    no_image = sorted(
-        set(os.path.splitext(n)[0] for n in os.listdir(velo_dir)
-            if n.endswith('.bin')) - set(frames)) if os.path.isdir(
-                velo_dir) else []
-    tasks = [(args.root, out_dir, fid, args.max_depth, args.overwrite,
-              args.min_points) for fid in frames]
-    start = time.time()
-    if args.workers == 1 or len(tasks) <= 1:
-        pool = None
-        results = map(_process_task, tasks)
-    else:
-        pool = multiprocessing.Pool(args.workers)
-        results = pool.imap_unordered(_process_task, tasks)
-    if tqdm is not None:
-        results = tqdm(results, total=len(tasks), desc='depth',
-                       unit='frame')
-    counts = {'written': 0, 'skipped': 0, 'sparse': 0, 'failed': 0}
-    failures = []
     try:
-        for frame_id, status, message in results:
-            counts[status] += 1
-            if status in ('failed', 'sparse'):
-                failures.append(message)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    elapsed = time.time() - start
-    for message in sorted(failures):
+        res = complete_split(args.root, args.out_dir, args.workers,
+                             args.overwrite, args.max_depth,
+                             args.min_points)
+    except ValueError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    counts, no_image = res['counts'], res['no_image']
+    for message in res['failures']:
         print('failed: %s' % message, file=sys.stderr)
     rate = ''
     if counts['written']:
-        rate = ', %.3f s per written frame' % (elapsed / counts['written'])
+        rate = ', %.3f s per written frame' % (res['seconds'] /
+                                               counts['written'])
     if no_image:
         print('warning: %d velodyne scan(s) have no image_2 file and get no '
               'depth map: %s' % (len(no_image), ', '.join(no_image[:20])),
               file=sys.stderr)
     print('dense depth -> %s: %d written, %d skipped, %d failed, %d too '
           'sparse, %d without image (%.1f s%s)'
-          % (out_dir, counts['written'], counts['skipped'], counts['failed'],
-             counts['sparse'], len(no_image), elapsed, rate))
-    return 1 if failures else 0
+          % (res['out_dir'], counts['written'], counts['skipped'],
+             counts['failed'], counts['sparse'], len(no_image),
+             res['seconds'], rate))
+    return 1 if res['failures'] else 0
 
 
 if __name__ == '__main__':
