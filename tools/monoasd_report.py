@@ -231,8 +231,7 @@ def write_report(names: Sequence[str], args,
         png = osp.join(out, f'curves_{name}.png')
         if plot_curves(osp.join(args.work_dir, name), png, NAMES[name]):
             pictures.append(osp.basename(png))
-    models = dict(picture_models if picture_models is not None else
-                  getattr(args, 'picture_models', {}))
+    models = dict(picture_models or {})
     if models:
         write_pictures(models, args.data_root, out,
                        getattr(args, 'num_pictures', 4))
