@@ -81,7 +81,7 @@ def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):
 
 
 def test_seed_table_median_spread_and_gain():
-    report = import_tool('monoasd_report')
+    from monoasd.apis import report
 
     def row(v):
         return {c: v for c in report.KEY_COLUMNS}

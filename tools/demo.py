@@ -9,7 +9,6 @@ format). Works with the RGB student and with an exported MonoASD student
 import argparse
 import os
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
@@ -20,10 +19,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 from monoasd.datasets.kitti_io import read_calib
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from monoasd_vis import (draw_boxes_on_image, kitti_lines,  # noqa: E402
-                         write_kitti_txt)
+from monoasd.visualization import (draw_boxes_on_image, kitti_lines,
+                                   write_kitti_txt)
 
 
 def detect(model, pipeline, img_path: str, p2: np.ndarray):

@@ -241,7 +241,7 @@ def stage_eval(args) -> None:
 
 
 def stage_report(args) -> None:
-    from monoasd_report import write_report  # noqa: E402 (tools/)
+    from monoasd.apis.report import write_report
     prof = PROFILES[args.profile]
     names = [name for name, _, _ in evaluated_runs(args)]
     os.makedirs(args.results, exist_ok=True)
@@ -308,7 +308,6 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f'unknown stages {sorted(unknown)}; choose from '
                          f'{STAGES}')
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
     os.makedirs(args.work_dir, exist_ok=True)
     times_path = osp.join(args.work_dir, 'stage_seconds.json')
     times = json.load(open(times_path)) if osp.isfile(times_path) else {}

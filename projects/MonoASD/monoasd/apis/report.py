@@ -321,7 +321,7 @@ def write_pictures(models: Dict[str, tuple], data_root: str, out_dir: str,
         models (dict): name -> (config, checkpoint), in display order.
     """
     import cv2
-    from monoasd_vis import side_by_side
+    from ..visualization.drawing import side_by_side
     preds = {
         name: predict_frames(cfg, ckpt, data_root, range(num_frames))
         for name, (cfg, ckpt) in models.items()
