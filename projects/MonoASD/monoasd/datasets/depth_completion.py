@@ -16,7 +16,6 @@ The command line is ``tools/dense_depth.py`` (it calls
 :func:`complete_split`).
 """
 
-import multiprocessing
 import os
 import struct
 import time
@@ -25,12 +24,8 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from ..utils.parallel import imap_frames
 from .kitti_io import encode_depth, read_calib, write_png
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - tqdm is an optional nicety
-    tqdm = None
 
 DEFAULT_MAX_DEPTH = 80.0
 #: Fewest LiDAR pixels in an image worth completing (a 64-beam KITTI scan
@@ -334,25 +329,12 @@ def complete_split(root: str,
     tasks = [(root, out_dir, fid, max_depth, overwrite, min_points)
              for fid in frames]
     start = time.time()
-    if workers == 1 or len(tasks) <= 1:
-        pool = None
-        results = map(_process_task, tasks)
-    else:
-        pool = multiprocessing.Pool(workers)
-        results = pool.imap_unordered(_process_task, tasks)
-    if progress and tqdm is not None:
-        results = tqdm(results, total=len(tasks), desc='depth',
-                       unit='frame')
     counts = {'written': 0, 'skipped': 0, 'sparse': 0, 'failed': 0}
     failures = []
-    try:
-        for _, status, message in results:
-            counts[status] += 1
-            if status in ('failed', 'sparse'):
-                failures.append(message)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    for _, status, message in imap_frames(_process_task, tasks, workers,
+                                          'depth', progress):
+        counts[status] += 1
+        if status in ('failed', 'sparse'):
+            failures.append(message)
     return dict(out_dir=out_dir, counts=counts, failures=sorted(failures),
                 no_image=no_image, seconds=time.time() - start)

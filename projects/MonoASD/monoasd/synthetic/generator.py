@@ -35,7 +35,6 @@ The command line is ``tools/create_synthetic_kitti.py``
 """
 
 import math
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -44,13 +43,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from monoasd.datasets.kitti_io import (atomic_write_bytes, encode_depth,
-                                       format_calib, parse_calib_text)
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - tqdm is an optional nicety
-    tqdm = None
+from ..datasets.kitti_io import (atomic_write_bytes, encode_depth,
+                                 format_calib, parse_calib_text)
+from ..utils.parallel import imap_frames
 
 # ---------------------------------------------------------------------------
 # Camera and calibration (values of the KITTI object benchmark)
@@ -1293,22 +1288,9 @@ def write_dataset(out: str,
     jobs = [(split, i, opts) for split, i in tasks]
     start = time.time()
     totals: Counter = Counter()
-    if workers == 1 or len(jobs) <= 1:
-        results = map(_worker, jobs)
-        pool = None
-    else:
-        pool = multiprocessing.Pool(workers)
-        results = pool.imap_unordered(_worker, jobs)
-    if progress and tqdm is not None:
-        results = tqdm(results, total=len(jobs), desc='frames',
-                       unit='frame')
-    try:
-        for _, _, counts in results:
-            totals.update(counts)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    for _, _, counts in imap_frames(_worker, jobs, workers, 'frames',
+                                    progress):
+        totals.update(counts)
     sets = {'train': train_ids, 'val': val_ids,
             'trainval': sorted(train_ids + val_ids), 'test': test_ids}
     for name, ids in sets.items():

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..utils.float32 import float32_region
 from ..utils.gaussian import centernet_gaussian_radius
 from ..utils.grad_scale import scale_grad
-from ..utils.rank_mean import mean_over_ranks
+from ..utils.rank_mean import mean_over_ranks, share
 from .distillable_head import DistillableHeadMixin
 
 #: KITTI mean object sizes (h, w, l) in metres (DID-M3D constants).
@@ -528,8 +528,7 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
         n_mask = int(targets['depth_mask'].sum())
         # means over all ranks' objects, not this rank's (rank_mean.py)
         pos_mean, n_mean, mask_mean = mean_over_ranks([num_pos, n, n_mask])
-        share_n = n / n_mean if n_mean > 0 else 0.0
-        share_mask = n_mask / mask_mean if mask_mean > 0 else 0.0
+        share_n, share_mask = share(n, n_mean), share(n_mask, mask_mean)
         raw = dict(heatmap=self.loss_heatmap(
             heat, targets['heatmap'], avg_factor=max(pos_mean, 1.0)))
         rois = outputs['rois']

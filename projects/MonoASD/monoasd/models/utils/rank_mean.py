@@ -47,5 +47,9 @@ def count_shares(counts: Sequence[float]) -> List[float]:
     """
     if get_world_size() == 1:
         return [1.0] * len(counts)
-    means = mean_over_ranks(counts)
-    return [float(c) / m if m > 0 else 0.0 for c, m in zip(counts, means)]
+    return [share(c, m) for c, m in zip(counts, mean_over_ranks(counts))]
+
+
+def share(count: float, mean: float) -> float:
+    """``count / mean``, 0 when no rank has any (``mean == 0``)."""
+    return float(count) / mean if mean > 0 else 0.0
