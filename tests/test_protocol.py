@@ -9,6 +9,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import import_tool
+from monoasd.apis import workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ('optim_wrapper', 'param_scheduler', 'train_cfg', 'randomness',
@@ -17,7 +18,7 @@ SHARED = ('optim_wrapper', 'param_scheduler', 'train_cfg', 'randomness',
 
 @pytest.mark.parametrize('profile', ['tiny', 'kitti'])
 def test_control_config_matches_monoasd_but_the_model(profile):
-    prof = import_tool('run_main').PROFILES[profile]
+    prof = workflow.PROFILES[profile]
     control = Config.fromfile(str(ROOT / prof['control']))
     monoasd = Config.fromfile(str(ROOT / prof['monoasd']))
     for key in SHARED:
@@ -33,7 +34,7 @@ def fake_training(monkeypatch, tmp_path):
     run_main = import_tool('run_main')
     calls = []
 
-    def run(cmd):
+    def run(args, cmd):
         calls.append(cmd)
         if 'tools/train.py' in cmd:
             work = cmd[cmd.index('--work-dir') + 1]
@@ -42,7 +43,7 @@ def fake_training(monkeypatch, tmp_path):
             Path(ckpt).write_bytes(b'')
             Path(work, 'last_checkpoint').write_text(ckpt)
 
-    monkeypatch.setattr(run_main, 'run', run)
+    monkeypatch.setattr(workflow, 'run', run)
     return run_main, calls
 
 

@@ -1,21 +1,6 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""The MonoASD workflow end to end, one resumable stage after another.
-
-The reference protocol with a fair control (``docs/protocol.md``)::
-
-    data     synthetic mini-KITTI (skipped when --data-root holds KITTI)
-    depth    dense depth maps from velodyne (tools/dense_depth.py)
-    infos    mmdet3d v2 info files (tools/create_data.py kitti)
-    teacher  train the depth teacher
-    student  train the RGB baseline student                    (per seed)
-    control  baseline checkpoint trained further, same schedule as
-             MonoASD, no distillation                          (per seed)
-    monoasd  distil the teacher into a student initialised from the
-             baseline checkpoint (student_ckpt)                (per seed)
-    export   write each distilled student as a plain student checkpoint
-    eval     KittiMetric of every model + inference time
-    report   results/results.{md,json}: table, gains, seeds, ablation,
-             wall times, curves and pictures
+"""The MonoASD main job: teacher, baseline, control and MonoASD, evaluated
+and reported (stages in ``monoasd.apis.workflow``; ``docs/protocol.md``).
 
 Every stage skips what is already done; ``--stages`` picks a subset.
 
@@ -27,244 +12,11 @@ Examples::
     python tools/run_main.py --data-root data/kitti --profile kitti
 """
 import argparse
-import glob
-import json
-import os
 import os.path as osp
-import shutil
-import subprocess
-import sys
-import time
+
+from monoasd.apis import workflow
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CFG_DIR = 'configs/monoasd/'
-PROFILES = {
-    'tiny': dict(
-        teacher=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_teacher.py',
-        student=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_student.py',
-        control=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_control.py',
-        monoasd=CFG_DIR + 'monoasd_dla34_tiny_mini-kitti-car.py'),
-    'kitti': dict(
-        teacher=CFG_DIR +
-        'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_teacher.py',
-        student=CFG_DIR +
-        'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_student.py',
-        control=CFG_DIR +
-        'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_control.py',
-        monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
-}
-#: Synthetic split sizes of the tiny profile.
-NUM_TRAIN, NUM_VAL = 96, 24
-#: Distillation terms switched off one at a time by --ablation.
-ABLATIONS = {
-    'no_align_select': ['model.loss_align_select.loss_weight=0.0'],
-    'no_affinity': ['model.loss_affinity.loss_weight=0.0'],
-    'no_head': ['model.loss_head=None'],
-}
-
-
-def log(msg: str) -> None:
-    print(f'[run_main {time.strftime("%H:%M:%S")}] {msg}', flush=True)
-
-
-def run(cmd: list) -> None:
-    """Run a command from the repo root; stop the workflow if it fails."""
-    log(' '.join(cmd))
-    env = dict(os.environ)
-    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    proc = subprocess.run(cmd, cwd=ROOT, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f'command failed ({proc.returncode}): '
-                         f'{" ".join(cmd)}')
-
-
-def run_name(kind: str, seed: int, variant: str = '') -> str:
-    """Work-dir name of one training run ('student', 'monoasd_seed1',
-    'monoasd_no_head', ...)."""
-    name = kind + (f'_{variant}' if variant else '')
-    return name if seed == 0 else f'{name}_seed{seed}'
-
-
-def data_overrides(args) -> list:
-    root = args.data_root.rstrip('/') + '/'
-    keys = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        keys.append(f'{loader}.dataset.data_root={root}')
-    for ev in ('val_evaluator', 'test_evaluator'):
-        keys.append(f'{ev}.ann_file={root}kitti_infos_val.pkl')
-    return keys
-
-
-def final_checkpoint(work_dir: str) -> str:
-    """The last checkpoint of a finished training ('' if unfinished)."""
-    done = osp.join(work_dir, 'train_done.json')
-    if not osp.isfile(done):
-        return ''
-    with open(done) as f:
-        return json.load(f)['checkpoint']
-
-
-def train(name: str, config: str, args, extra=()) -> str:
-    """Train ``config`` into ``work_dir/name`` unless already done."""
-    work_dir = osp.join(args.work_dir, name)
-    ckpt = final_checkpoint(work_dir)
-    if ckpt and osp.isfile(ckpt):
-        log(f'{name}: already trained ({ckpt})')
-        return ckpt
-    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
-    if glob.glob(osp.join(work_dir, 'epoch_*.pth')) or glob.glob(
-            osp.join(work_dir, 'iter_*.pth')):
-        cmd.append('--resume')
-    opts = data_overrides(args) + list(extra)
-    if args.epochs:
-        opts.append(f'train_cfg.max_epochs={args.epochs}')
-    run(cmd + ['--cfg-options'] + opts)
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        ckpt = f.read().strip()
-    with open(osp.join(work_dir, 'train_done.json'), 'w') as f:
-        json.dump(dict(checkpoint=ckpt), f)
-    return ckpt
-
-
-def need(args, name: str) -> str:
-    ckpt = final_checkpoint(osp.join(args.work_dir, name))
-    if not ckpt:
-        raise SystemExit(f'{name} is not trained yet: run its stage first')
-    return ckpt
-
-
-def stage_data(args) -> None:
-    if osp.isfile(osp.join(args.data_root, 'ImageSets', 'train.txt')):
-        log(f'data: {args.data_root} exists')
-        return
-    if args.profile != 'tiny':
-        raise SystemExit(f'{args.data_root} has no ImageSets/train.txt: '
-                         'download KITTI there (README, "Reproducing on '
-                         'KITTI")')
-    run([sys.executable, 'tools/create_synthetic_kitti.py', '--out',
-         args.data_root, '--num-train', str(args.num_train), '--num-val',
-         str(args.num_val), '--num-test', str(args.num_test), '--seed',
-         str(args.seed), '--no-dense-depth'])
-
-
-def stage_depth(args) -> None:
-    run([sys.executable, 'tools/dense_depth.py', '--root',
-         osp.join(args.data_root, 'training')])
-
-
-def stage_infos(args) -> None:
-    if osp.isfile(osp.join(args.data_root, 'kitti_infos_val.pkl')):
-        log('infos: exist')
-        return
-    run([sys.executable, 'tools/create_data.py', 'kitti', '--root-path',
-         args.data_root])
-
-
-def seed_opts(seed: int) -> list:
-    return [f'randomness.seed={seed}']
-
-
-def stage_teacher(args) -> None:
-    train('teacher', PROFILES[args.profile]['teacher'], args)
-
-
-def stage_student(args) -> None:
-    for seed in args.seed_list:
-        train(run_name('student', seed), PROFILES[args.profile]['student'],
-              args, seed_opts(seed))
-
-
-def stage_control(args) -> None:
-    for seed in args.seed_list:
-        base = need(args, run_name('student', seed))
-        train(run_name('control', seed), PROFILES[args.profile]['control'],
-              args, seed_opts(seed) + [f'load_from={base}'])
-
-
-def monoasd_runs(args) -> list:
-    """(name, seed, extra options) of every distillation run."""
-    runs = [(run_name('monoasd', s), s, []) for s in args.seed_list]
-    if args.ablation:
-        runs += [(run_name('monoasd', 0, v), 0, opts)
-                 for v, opts in ABLATIONS.items()]
-    return runs
-
-
-def stage_monoasd(args) -> None:
-    teacher = need(args, 'teacher')
-    for name, seed, extra in monoasd_runs(args):
-        base = need(args, run_name('student', seed))
-        train(name, PROFILES[args.profile]['monoasd'], args,
-              seed_opts(seed) + [f'model.teacher_ckpt={teacher}',
-                                 f'model.student_ckpt={base}'] + extra)
-
-
-def stage_export(args) -> None:
-    for name, _, _ in monoasd_runs(args):
-        out = osp.join(args.work_dir, name, 'student_only.pth')
-        if osp.isfile(out):
-            log(f'export {name}: {out} exists')
-            continue
-        run([sys.executable, 'tools/export_student.py',
-             need(args, name), out])
-
-
-def evaluated_runs(args) -> list:
-    """(name, config, checkpoint) of every model to evaluate."""
-    prof = PROFILES[args.profile]
-    runs = [('teacher', prof['teacher'],
-             final_checkpoint(osp.join(args.work_dir, 'teacher')))]
-    for seed in args.seed_list:
-        for kind in ('student', 'control'):
-            name = run_name(kind, seed)
-            runs.append((name, prof['student'],
-                         final_checkpoint(osp.join(args.work_dir, name))))
-    for name, _, _ in monoasd_runs(args):
-        runs.append((name, prof['student'],
-                     osp.join(args.work_dir, name, 'student_only.pth')))
-    return runs
-
-
-def stage_eval(args) -> None:
-    for name, cfg, ckpt in evaluated_runs(args):
-        work_dir = osp.join(args.work_dir, name)
-        out = osp.join(work_dir, 'test_metrics.json')
-        if osp.isfile(out):
-            log(f'eval {name}: done')
-            continue
-        run([sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir',
-             osp.join(work_dir, 'test'), '--out-json', out,
-             '--benchmark-images', str(args.benchmark_images),
-             '--cfg-options'] + data_overrides(args))
-
-
-def stage_report(args) -> None:
-    from monoasd.apis.report import write_report
-    prof = PROFILES[args.profile]
-    names = [name for name, _, _ in evaluated_runs(args)]
-    os.makedirs(args.results, exist_ok=True)
-    for kind in ('teacher', 'student', 'control', 'monoasd'):
-        src = prof[kind]
-        shutil.copy(osp.join(ROOT, src),
-                    osp.join(args.results, osp.basename(src)))
-    pictures = {
-        'teacher': (prof['teacher'], need(args, 'teacher')),
-        'student': (prof['student'], need(args, 'student')),
-        'control': (prof['student'], need(args, 'control')),
-        'monoasd': (prof['student'],
-                    osp.join(args.work_dir, 'monoasd', 'student_only.pth')),
-    }
-    write_report(names, args, picture_models=pictures)
-
-
-#: The stages in the order they run.
-STAGE_FUNCTIONS = {
-    'data': stage_data, 'depth': stage_depth, 'infos': stage_infos,
-    'teacher': stage_teacher, 'student': stage_student,
-    'control': stage_control, 'monoasd': stage_monoasd,
-    'export': stage_export, 'eval': stage_eval, 'report': stage_report
-}
-STAGES = tuple(STAGE_FUNCTIONS)
 
 
 def parse_args(argv=None):
@@ -272,11 +24,13 @@ def parse_args(argv=None):
     p.add_argument('--data-root', default='data/mini_kitti')
     p.add_argument('--work-dir', default='work_dirs/mini_kitti')
     p.add_argument('--results', default='results')
-    p.add_argument('--profile', choices=sorted(PROFILES), default='tiny')
-    p.add_argument('--stages', default=','.join(STAGES),
-                   help=f'comma-separated subset of {",".join(STAGES)}')
-    p.add_argument('--num-train', type=int, default=NUM_TRAIN)
-    p.add_argument('--num-val', type=int, default=NUM_VAL)
+    p.add_argument('--profile', choices=sorted(workflow.PROFILES),
+                   default='tiny')
+    p.add_argument('--stages', default=','.join(workflow.STAGES),
+                   help='comma-separated subset of '
+                   f'{",".join(workflow.STAGES)}')
+    p.add_argument('--num-train', type=int, default=workflow.NUM_TRAIN)
+    p.add_argument('--num-val', type=int, default=workflow.NUM_VAL)
     p.add_argument('--num-test', type=int, default=8)
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the synthetic data')
@@ -296,34 +50,14 @@ def parse_args(argv=None):
     if args.seeds < 1:
         p.error('--seeds must be >= 1')
     args.seed_list = list(range(args.seeds))
+    args.root = ROOT
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     stages = [s.strip() for s in args.stages.split(',') if s.strip()]
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        raise SystemExit(f'unknown stages {sorted(unknown)}; choose from '
-                         f'{STAGES}')
-    os.makedirs(args.work_dir, exist_ok=True)
-    times_path = osp.join(args.work_dir, 'stage_seconds.json')
-    times = json.load(open(times_path)) if osp.isfile(times_path) else {}
-    start = time.time()
-    for stage, run in STAGE_FUNCTIONS.items():
-        if stage not in stages:
-            continue
-        t0 = time.time()
-        run(args)
-        took = time.time() - t0
-        if stage != 'report':
-            # a resumed stage that finds everything done keeps its time
-            if took > 5 or stage not in times:
-                times[stage] = round(took, 1)
-            with open(times_path, 'w') as f:
-                json.dump(times, f, indent=1)
-        log(f'stage {stage} took {took:.0f} s')
-    log(f'done in {time.time() - start:.0f} s')
+    workflow.run_stages(args, stages)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""Results table and training curves of a :mod:`run_main` run."""
+"""Results table and training curves of a main-job run
+(:mod:`monoasd.apis.workflow`)."""
 import glob
 import json
 import os
@@ -216,7 +217,7 @@ def write_report(names: Sequence[str], args,
     Args:
         names (Sequence[str]): Evaluated runs (work-dir names under
             ``args.work_dir``, each with ``test_metrics.json``).
-        args: :mod:`run_main` options (``work_dir``, ``results``,
+        args: :mod:`monoasd.apis.workflow` options (``work_dir``, ``results``,
             ``profile``, ``data_root``, ``seed_list``, ``ablation``, and
             optionally ``num_pictures``).
         picture_models (dict, optional): Label -> (config, checkpoint) of
