@@ -72,18 +72,17 @@ def import_tool(name):
 def mini_kitti(tmp_path_factory):
     """Synthetic KITTI root with ``kitti_infos_{split}.pkl`` (built once).
 
-    The info files are written by ``tools/create_data.py``; most of the
-    time goes into numba compiling mmdet3d's point-in-box test (~10 s).
+    The info files are written by ``create_kitti_infos`` (what
+    ``tools/create_data.py`` runs); most of the time goes into numba
+    compiling mmdet3d's point-in-box test (~10 s).
     """
-    gen = import_tool('create_synthetic_kitti')
-    create_data = import_tool('create_data')
+    from monoasd.datasets.kitti_infos import create_kitti_infos
+    from monoasd.synthetic import write_dataset
     root = tmp_path_factory.mktemp('mini_kitti') / 'kitti'
-    argv = ['--out', str(root), '--num-train', str(MINI_NUM_TRAIN),
-            '--num-val', str(MINI_NUM_VAL), '--num-test',
-            str(MINI_NUM_TEST), '--seed', '0', '--width', str(MINI_WIDTH),
-            '--height', str(MINI_HEIGHT), '--workers', '1']
-    assert gen.main(argv) == 0
-    summary = create_data.create_kitti_infos(str(root))
+    write_dataset(str(root), MINI_NUM_TRAIN, MINI_NUM_VAL, MINI_NUM_TEST,
+                  seed=0, width=MINI_WIDTH, height=MINI_HEIGHT, workers=1,
+                  progress=False)
+    summary = create_kitti_infos(str(root))
     return root, summary
 
 
@@ -141,14 +140,12 @@ def moderate_cars(root: Path) -> int:
 @pytest.fixture(scope='session')
 def overfit_data(tmp_path_factory):
     """Eight full-size synthetic frames (train split) with info files."""
-    gen = import_tool('create_synthetic_kitti')
-    create_data = import_tool('create_data')
+    from monoasd.datasets.kitti_infos import create_kitti_infos
+    from monoasd.synthetic import write_dataset
     keep = os.environ.get('MONOASD_OVERFIT_WORK_DIR')
     base = Path(keep) if keep else tmp_path_factory.mktemp('overfit')
     root = base / 'kitti'
-    assert gen.main(['--out', str(root), '--num-train', str(OVERFIT_FRAMES),
-                     '--num-val', '1', '--num-test', '1', '--seed', '0',
-                     '--workers', '1'] + (['--overwrite'] if keep else [])
-                    ) == 0
-    create_data.create_kitti_infos(str(root))
+    write_dataset(str(root), OVERFIT_FRAMES, 1, 1, seed=0, workers=1,
+                  overwrite=bool(keep), progress=False)
+    create_kitti_infos(str(root))
     return root

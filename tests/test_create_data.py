@@ -1,4 +1,5 @@
-"""Tests of tools/create_data.py (mmdet3d v2 KITTI infos for MonoASD)."""
+"""Tests of the KITTI info files (``monoasd.datasets.kitti_infos``) and
+of ``tools/create_data.py``, their command line."""
 import os
 import os.path as osp
 
@@ -10,6 +11,7 @@ from mmdet3d.structures import CameraInstance3DBoxes
 
 import monoasd  # noqa: F401  (registers the plugin)
 from conftest import import_tool, read_labels
+from monoasd.datasets import kitti_infos
 
 create_data = import_tool('create_data')
 
@@ -105,7 +107,7 @@ def test_add_kitti_fields_matching():
             dict(bbox_3d=[1.0, 1.6, 10.0, 4, 1.5, 1.6, 0.1])]
     data = [dict(sample_idx=0, instances=inst, cam_instances=dict(
         CAM2=cams)), dict(sample_idx=1, instances=[])]
-    assert create_data.add_kitti_fields(data) == 2
+    assert kitti_infos.add_kitti_fields(data) == 2
     assert (cams[0]['truncated'], cams[0]['occluded'],
             cams[0]['kitti_bbox']) == (0.0, 2, [5.0, 6.0, 7.0, 8.0])
     assert (cams[1]['truncated'], cams[1]['occluded'],
@@ -113,7 +115,7 @@ def test_add_kitti_fields_matching():
     bad = [dict(sample_idx=7, instances=inst, cam_instances=dict(CAM2=[
         dict(bbox_3d=[0.0, 1.6, 30.0, 4, 1.5, 1.6, 0.1])]))]
     with pytest.raises(ValueError, match='sample 7'):
-        create_data.add_kitti_fields(bad)
+        kitti_infos.add_kitti_fields(bad)
 
 
 @pytest.mark.parametrize('classes', [('Car', ), CLASSES])
@@ -186,4 +188,4 @@ def test_cli_writes_same_infos(mini_kitti, tmp_path, capsys):
         old = mmengine.load(root / f'kitti_infos_{split}.pkl')
         assert new['data_list'] == old['data_list']
     with pytest.raises(FileNotFoundError, match='ImageSets'):
-        create_data.create_kitti_infos(str(tmp_path / 'nowhere'))
+        kitti_infos.create_kitti_infos(str(tmp_path / 'nowhere'))

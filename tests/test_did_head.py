@@ -3,6 +3,7 @@
 Spec Part B sections 1.5, 1.6, 2.4, 2.5 and 3. Everything runs on tiny
 inputs: a 96x320 input frame and 24x80 stride-4 features.
 """
+import copy
 import math
 from pathlib import Path
 
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
-from mmengine.structures import InstanceData
+from mmengine.structures import InstanceData, PixelData
 
 import monoasd  # noqa: F401  (registers the plugin)
 from monoasd.models.dense_heads.did_m3d_head import (KITTI_MEAN_SIZES, TERMS,
-                                                     DIDM3DHead,
-                                                     centernet_gaussian_radius,
-                                                     decode_heading,
-                                                     encode_heading)
+                                                     DIDM3DHead)
+from monoasd.models.task_modules import (DIDM3DCoder, decode_heading,
+                                         encode_heading)
+from monoasd.models.utils import centernet_gaussian_radius
 from monoasd.models.losses import HeadingBinLoss, LaplacianAleatoricLoss
 from monoasd.models.utils import scale_grad
 
@@ -188,8 +189,8 @@ def hand_targets():
     sample, depth = hand_sample()
     empty = make_sample(np.eye(3), CAM, [], [], [], [], [])
     head = make_head()
-    targets = head.get_targets([sample, empty],
-                               torch.cat([depth, depth]), FEAT_HW)
+    targets = head.get_targets([sample, empty], FEAT_HW,
+                               torch.cat([depth, depth]))
     return head, sample, targets
 
 
@@ -347,7 +348,7 @@ def test_targets_depth_pm3_rule(hand_targets):
 def test_targets_depth_margin_option():
     sample, depth = hand_sample()
     head = make_head(depth_valid_margin=4.0)
-    t = head.get_targets([sample], depth, FEAT_HW)
+    t = head.get_targets([sample], FEAT_HW, depth)
     # with +-4 m the mixed 13.75 m column of A becomes valid
     assert t['depth_mask'][0, :, :4].all()
     assert not t['depth_mask'][0, :, 4:].any()
@@ -358,7 +359,7 @@ def test_targets_depth_margin_option():
 def test_targets_empty_batch():
     head = make_head()
     empty = make_sample(np.eye(3), CAM, [], [], [], [], [])
-    t = head.get_targets([empty], torch.zeros((1, 1) + IN_HW), FEAT_HW)
+    t = head.get_targets([empty], FEAT_HW, torch.zeros((1, 1) + IN_HW))
     assert t['labels'].shape == (0, )
     assert t['cells'].shape == (0, 2) and t['cells'].dtype == torch.long
     assert t['vis_depth'].shape == (0, 7, 7)
@@ -452,13 +453,13 @@ def laplace(x, t, u):
     return (math.sqrt(2) * torch.exp(-u / 2) * (x - t).abs() + u / 2).mean()
 
 
-def test_loss_by_outputs_hand(hand_targets):
+def test_loss_by_feat_hand(hand_targets):
     head, _, t = hand_targets
     head = make_head()
     head.train()
     head.htl.weights.fill_(1.0)
     out = _random_outputs(t)
-    losses = head.loss_by_outputs(out, t)
+    losses = head.loss_by_feat(out, t)
     assert set(losses) == {f'loss_{k}' for k in TERMS}
     rois = out['rois']
     b, cells = t['batch_idx'], t['cells']
@@ -492,37 +493,37 @@ def test_loss_by_outputs_hand(hand_targets):
                                                     rel=1e-5)
 
 
-def test_loss_by_outputs_default_htl_weights(hand_targets):
+def test_loss_by_feat_default_htl_weights(hand_targets):
     _, _, t = hand_targets
     head = make_head()
     head.train()
-    losses = head.loss_by_outputs(_random_outputs(t), t)
+    losses = head.loss_by_feat(_random_outputs(t), t)
     for k in ('heatmap', 'offset_2d', 'size_2d'):
         assert losses[f'loss_{k}'].item() > 0
     for k in ('depth', 'offset_3d', 'size_3d', 'heading'):
         assert losses[f'loss_{k}'].item() == 0.0
     head.eval()  # no statistics outside training
     before = head.htl.counts.clone()
-    head.loss_by_outputs(_random_outputs(t), t)
+    head.loss_by_feat(_random_outputs(t), t)
     assert torch.equal(head.htl.counts, before)
     no_htl = make_head(htl=None)
-    losses = no_htl.loss_by_outputs(_random_outputs(t), t)
+    losses = no_htl.loss_by_feat(_random_outputs(t), t)
     assert losses['loss_depth'].item() > 0
 
 
-def test_loss_by_outputs_no_objects():
+def test_loss_by_feat_no_objects():
     torch.manual_seed(0)
     head = make_head().train()
     head.htl.weights.fill_(1.0)
     empty = make_sample(np.eye(3), CAM, [], [], [], [], [])
     off_map = make_sample(np.eye(3), CAM, [[0, 0, 8, 8]], [1],
                           [[-20.0, 1.5, 10.0]], [[1.5, 1.6, 3.9]], [0.0])
-    t = head.get_targets([empty, off_map], torch.zeros((2, 1) + IN_HW),
-                         FEAT_HW)
+    t = head.get_targets([empty, off_map], FEAT_HW,
+                         torch.zeros((2, 1) + IN_HW))
     assert t['labels'].numel() == 0
     feat = torch.randn(2, 8, *FEAT_HW, requires_grad=True)
     out = head.forward_train(feat, t)
-    losses = head.loss_by_outputs(out, t)
+    losses = head.loss_by_feat(out, t)
     for k in TERMS[1:]:
         v = losses[f'loss_{k}']
         assert torch.is_tensor(v) and torch.isfinite(v) and v.item() == 0.0
@@ -562,7 +563,7 @@ def test_decode_inverts_encode(monkeypatch):
     samples = decode_samples()
     head = make_head().eval()
     bsz = len(samples)
-    t = head.get_targets(samples, torch.zeros((bsz, 1) + IN_HW), FEAT_HW)
+    t = head.get_targets(samples, FEAT_HW, torch.zeros((bsz, 1) + IN_HW))
     n = t['labels'].numel()
     assert n == 5  # all centres on the map, distinct cells
     assert len({(int(b), *c) for b, c in zip(t['batch_idx'],
@@ -601,8 +602,8 @@ def test_decode_inverts_encode(monkeypatch):
         return out
 
     monkeypatch.setattr(head, 'forward_rois', fake_forward_rois)
-    res3d, res2d = head.decode(torch.zeros(bsz, 8, *FEAT_HW), dense,
-                               samples)
+    res3d, res2d = head.predict_by_feat(torch.zeros(bsz, 8, *FEAT_HW),
+                                        dense, samples)
     for sample, r3, r2 in zip(samples, res3d, res2d):
         gt = sample.box3d
         assert len(r3.bboxes_3d) == len(gt)
@@ -624,11 +625,13 @@ def test_decode_inverts_encode(monkeypatch):
 
 
 # ------------------------------------------------------------- gradients
-def _detector(config):
+def _detector(config, model_type=None):
     from mmdet3d.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     cfg = Config.fromfile(str(ROOT / 'configs/monoasd' / config))
+    if model_type is not None:
+        cfg.model.type = model_type
     cfg.model.backbone.init_cfg = None
     cfg.model.bbox_head.head_conv = 16
     torch.manual_seed(0)
@@ -646,9 +649,10 @@ def _grad_batch(samples):
         for box, z in zip(s.gt_instances.bboxes.tolist(), s.box3d[:, 2]):
             x1, y1, x2, y2 = [int(round(v)) for v in box]
             depth[b, :, max(y1, 0):y2, max(x1, 0):x2] = float(z)
+    for s, d in zip(samples, depth):
+        s.gt_depth_map = PixelData(data=d)
     inputs = dict(imgs=torch.randn(bsz, 3, *IN_HW),
-                  depth_imgs=depth.expand(-1, 3, -1, -1) / 80.0,
-                  depth_map=depth)
+                  depth_imgs=depth.expand(-1, 3, -1, -1) / 80.0)
     return inputs
 
 
@@ -713,6 +717,98 @@ def test_gradients_reach_every_parameter(config):
     assert not zero, f'all-zero gradients: {zero}'
 
 
+def test_coder_encode_decode_round_trip():
+    """DIDM3DCoder: decode(encode(box)) is the box, through a scaled and
+    shifted affine and a camera with a translation column."""
+    coder = DIDM3DCoder()
+    cam = torch.tensor(CAM, dtype=torch.float32)
+    trans = torch.tensor([[0.5, 0.0, -3.0], [0.0, 0.5, 2.0], [0, 0, 1.0]])
+    # bottom centre (x, y, z), (l, h, w), yaw
+    boxes_3d = torch.tensor([[2.0, 1.6, 20.0, 3.9, 1.5, 1.6, 0.3],
+                             [-4.0, 1.7, 35.0, 4.2, 1.4, 1.7, -2.9]])
+    grav = boxes_3d[:, :3] - torch.tensor([0.0, 1.0, 0.0]) * \
+        boxes_3d[:, 4:5] / 2
+    uvw = torch.cat([grav, torch.ones(2, 1)], 1) @ cam.T
+    uv = uvw[:, :2] / uvw[:, 2:]
+    centre_in = torch.cat([uv, torch.ones(2, 1)], 1) @ trans.T
+    c3 = centre_in[:, :2] / coder.down_ratio
+    cells = torch.trunc(c3).long()
+    b4 = torch.cat([c3 - torch.tensor([3.0, 2.0]),
+                    c3 + torch.tensor([2.0, 1.5])], 1)
+    mean = torch.tensor([[1.5, 1.6, 3.9], [1.5, 1.6, 3.9]])
+    enc = coder.encode(b4, c3, cells, boxes_3d, mean, trans, cam)
+    torch.testing.assert_close(enc['size_3d'],
+                               boxes_3d[:, [4, 5, 3]] - mean)
+    torch.testing.assert_close(enc['offset_3d'], c3 - cells.float())
+    # heading outputs: a one-hot bin and the residual
+    heading = torch.zeros(2, 2 * coder.num_heading_bins)
+    heading[torch.arange(2), enc['heading_bin']] = 10.0
+    heading[torch.arange(2), coder.num_heading_bins + enc['heading_bin']] = \
+        enc['heading_res']
+    out_3d, out_2d = coder.decode(cells, enc['offset_2d'], enc['size_2d'],
+                                  enc['offset_3d'], enc['size_3d'], heading,
+                                  enc['depth'], mean, trans.expand(2, 3, 3),
+                                  cam.expand(2, 3, 4))
+    torch.testing.assert_close(out_3d, boxes_3d, atol=1e-4, rtol=1e-5)
+    # the 2D boxes come back in the original frame
+    inv = torch.linalg.inv(trans)
+    corners = torch.cat([b4[:, :2] * 4, torch.ones(2, 1)], 1) @ inv.T
+    torch.testing.assert_close(out_2d[:, :2], corners[:, :2], atol=1e-3,
+                               rtol=1e-5)
+    # back_project inverts P @ [X, Y, Z, 1] exactly, translation included
+    x, y = coder.back_project(uv[:, 0], uv[:, 1], grav[:, 2],
+                              cam.expand(2, 3, 4))
+    torch.testing.assert_close(torch.stack([x, y], 1), grav[:, :2],
+                               atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError):
+        DIDM3DCoder(num_heading_bins=0)
+
+
+def test_head_drops_into_mmdet3d_fcos_mono3d():
+    """The head follows mmdet3d's monocular dense-head interface: inside
+    mmdet3d's own ``FCOSMono3D`` (mmdet's ``loss`` and mmdet3d's 3D + 2D
+    ``predict``) it gives the same losses and detections as in DIDM3D."""
+    config = 'did-m3d_dla34_tiny_mini-kitti-car_student.py'
+    ours = _detector(config)
+    theirs = _detector(config, model_type='FCOSMono3D')
+    assert type(theirs).__name__ == 'FCOSMono3D'
+    theirs.load_state_dict(ours.state_dict())
+    samples = decode_samples()
+    for s in samples:
+        s.gt_instances.labels[:] = 0
+        s.gt_instances_3d.labels_3d[:] = 0
+    inputs = _grad_batch(samples)
+    for m in (ours, theirs):
+        # batch statistics in BatchNorm (train mode) keep the random-init
+        # outputs finite, so there are detections to compare
+        m.train()
+        m.bbox_head.htl.weights.fill_(1.0)
+    with torch.no_grad():
+        want = ours.loss(inputs, samples)
+        got = theirs.loss(inputs, samples)
+        assert set(got) == set(want) == {f'loss_{k}' for k in TERMS}
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], msg=k)
+        ours.bbox_head.score_thr = theirs.bbox_head.score_thr = 0.0
+        pred_ours = ours.predict(inputs, copy.deepcopy(samples))
+        pred_theirs = theirs.predict(inputs, copy.deepcopy(samples))
+    for a, b in zip(pred_ours, pred_theirs):
+        assert len(b.pred_instances_3d.scores_3d) > 0
+        torch.testing.assert_close(b.pred_instances_3d.bboxes_3d.tensor,
+                                   a.pred_instances_3d.bboxes_3d.tensor)
+        torch.testing.assert_close(b.pred_instances.bboxes,
+                                   a.pred_instances.bboxes)
+
+
+def test_head_loss_without_depth_map_names_the_frame():
+    head = make_head()
+    sample, _ = hand_sample()
+    sample.set_metainfo(dict(img_path='training/image_2/000042.png'))
+    feat = torch.zeros(1, 8, *FEAT_HW)
+    with pytest.raises(KeyError, match='000042.png has no gt_depth_map'):
+        head.loss(feat, [sample])
+
+
 def test_scale_grad_identity_forward_scaled_backward():
     x = torch.randn(3, 4, requires_grad=True)
     for s in (0.0, 0.25, 1.0):
@@ -740,7 +836,8 @@ def test_roi_grad_scale_scales_only_the_roi_terms_on_the_feature_map():
         head.train()
         feat = torch.randn(1, 8, *FEAT_HW, generator=torch.Generator(
         ).manual_seed(1)).requires_grad_()
-        losses = head.loss(feat, [sample], depth)
+        sample.gt_depth_map = PixelData(data=depth[0])
+        losses = head.loss(feat, [sample])
         for k in ('loss_heatmap', 'loss_depth', 'loss_heading'):
             g_feat, g_head = torch.autograd.grad(
                 losses[k], [feat, head.heading[0].weight],

@@ -12,7 +12,8 @@ from mmengine.registry import init_default_scope
 from mmdet3d.registry import DATASETS, MODELS
 
 import monoasd  # noqa: F401
-from monoasd.models.losses import DIDHeadDistillLoss, head_distill_mask
+from monoasd.models.losses import DIDHeadDistillLoss
+from monoasd.models.task_modules import DIDM3DCoder
 
 from conftest import import_tool
 
@@ -223,12 +224,20 @@ def test_head_distill_mask_by_hand():
     # one 32x16 input-frame box centred at (40, 20): feature box 8x4 at
     # (10, 5); CenterNet radius int(min(r1, r2, r3)) for w=8, h=4 is 1
     boxes = torch.tensor([[24.0, 12.0, 56.0, 28.0]])
-    mask = head_distill_mask(boxes, torch.tensor([1]), 2, (12, 20))
+    mask = DIDM3DCoder().response_mask(boxes, torch.tensor([1]), 2, (12, 20))
     assert mask.shape == (2, 12, 20)
     assert not mask[0].any()
     expected = torch.zeros(12, 20, dtype=torch.bool)
     expected[4:7, 9:12] = True
     assert torch.equal(mask[1], expected)
+    # stride 2 (set once, in the coder): the same box is 16x8 cells centred
+    # at (20, 10); the radius for w=16, h=8 is 2, and gen_gaussian_target's
+    # Gaussian is > 0 in its whole (2r+1)^2 window
+    mask = DIDM3DCoder(down_ratio=2).response_mask(boxes, torch.tensor([0]),
+                                                   1, (24, 40))
+    expected = torch.zeros(24, 40, dtype=torch.bool)
+    expected[8:13, 18:23] = True
+    assert torch.equal(mask[0], expected)
 
 
 def test_head_distill_kl_modes():
@@ -240,8 +249,12 @@ def test_head_distill_kl_modes():
     kl_rows = (p * (p.log() - torch.log_softmax(s, 1))).sum(1)
     assert torch.allclose(ref, kl_rows.sum() / (5 * 12), atol=1e-6)
     assert torch.allclose(bm, kl_rows.mean(), atol=1e-6)
-    # the default weight 1/12 makes the corrected form match the magnitude
-    assert DIDHeadDistillLoss().kl_weight == pytest.approx(1 / 12)
+    # the default weight 1/bins makes the corrected form match the
+    # magnitude; the bins are read from the outputs
+    assert DIDHeadDistillLoss().kl_weight_for(12) == pytest.approx(1 / 12)
+    assert DIDHeadDistillLoss().kl_weight_for(8) == pytest.approx(1 / 8)
+    assert DIDHeadDistillLoss(kl_mode='reference').kl_weight_for(12) == 1.0
+    assert DIDHeadDistillLoss(kl_weight=0.5).kl_weight_for(12) == 0.5
 
 
 def test_generic_pair_from_mmdet3d_components(mini_kitti):

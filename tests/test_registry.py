@@ -24,7 +24,7 @@ def test_registered_names_do_not_clash():
             if getattr(cls, '__module__', '').startswith('monoasd'):
                 ours.setdefault(name, []).append(key)
     assert {'MODELS', 'TRANSFORMS', 'DATASETS', 'METRICS',
-            'HOOKS'} <= set(ours)
+            'HOOKS', 'TASK_UTILS'} <= set(ours)
     clashes = []
     for name, keys in ours.items():
         others = [getattr(m, name.replace('MMENGINE_', ''), None)

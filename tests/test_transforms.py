@@ -13,6 +13,7 @@ from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
+from mmengine.structures import PixelData
 
 import monoasd  # noqa: F401  (registers the plugin)
 from conftest import read_labels
@@ -23,6 +24,7 @@ from monoasd.datasets.transforms import (KittiObjectFilter, LoadDenseDepth,
                                          kitti_level, pad_depth_to_image,
                                          project)
 from monoasd.models.data_preprocessors import MonoDepthDataPreprocessor
+from monoasd.models.utils import stack_depth_maps
 
 CONFIG = osp.join(osp.dirname(__file__), '..', 'configs', 'monoasd',
                   'did-m3d_dla34_tiny_mini-kitti-car_teacher.py')
@@ -603,9 +605,12 @@ def test_pack_mono_depth_inputs():
     out = pack(results)
     inputs, sample = out['inputs'], out['data_samples']
     assert tuple(inputs['img'].shape) == (3, OUT[1], OUT[0])
-    assert tuple(inputs['depth_map'].shape) == (1, OUT[1], OUT[0])
-    assert inputs['depth_map'].dtype == torch.float32
-    np.testing.assert_array_equal(inputs['depth_map'][0].numpy(), depth)
+    # the depth map travels with the data sample, not as a network input
+    assert set(inputs) == {'img'}
+    packed_depth = sample.gt_depth_map.data
+    assert tuple(packed_depth.shape) == (1, OUT[1], OUT[0])
+    assert packed_depth.dtype == torch.float32
+    np.testing.assert_array_equal(packed_depth[0].numpy(), depth)
     for key in ('trans_mat', 'cam2img', 'ori_cam2img', 'aug_scale', 'flip',
                 'depth_path', 'img_shape'):
         assert key in sample.metainfo, key
@@ -620,9 +625,11 @@ def test_pack_mono_depth_inputs():
     assert set(sample.metainfo) == {'aug_scale'}
 
 
-def _sample(aug_scale):
+def _sample(aug_scale, depth=None):
     sample = Det3DDataSample()
     sample.set_metainfo(dict(aug_scale=aug_scale))
+    if depth is not None:
+        sample.gt_depth_map = PixelData(data=depth)
     return sample
 
 
@@ -640,9 +647,9 @@ def test_preprocessor_normalises_and_builds_teacher_input():
                std=STD.tolist(), bgr_to_rgb=True, pad_size_divisor=1)
 
     def batch():
-        return dict(inputs=dict(img=[img_a, img_b],
-                                depth_map=[depth_a, depth_b]),
-                    data_samples=[_sample(1.3), _sample(0.7)])
+        return dict(inputs=dict(img=[img_a, img_b]),
+                    data_samples=[_sample(1.3, depth_a),
+                                  _sample(0.7, depth_b)])
 
     pre = MODELS.build(cfg)
     out = pre(batch(), training=True)
@@ -653,7 +660,7 @@ def test_preprocessor_normalises_and_builds_teacher_input():
         want = (img_a[2 - c, 4, 5].item() - MEAN[c]) / STD[c]
         assert imgs[0, c, 4, 5].item() == pytest.approx(want, rel=1e-5)
     # Depth is padded with zeros (bottom/right) to the batch image size.
-    depth = inputs['depth_map']
+    depth = torch.stack([s.gt_depth_map.data for s in out['data_samples']])
     assert tuple(depth.shape) == (2, 1, 10, 16)
     assert torch.equal(depth[0, :, :10, :12], depth_a)
     assert torch.equal(depth[1, :, :8, :16], depth_b)
@@ -684,7 +691,8 @@ def test_preprocessor_normalises_and_builds_teacher_input():
     pre = MODELS.build(dict(cfg, pad_size_divisor=32))
     out = pre(batch())
     assert tuple(out['inputs']['imgs'].shape) == (2, 3, 32, 32)
-    assert tuple(out['inputs']['depth_map'].shape) == (2, 1, 32, 32)
+    assert [tuple(s.gt_depth_map.shape) for s in out['data_samples']
+            ] == [(32, 32)] * 2
     assert tuple(out['inputs']['depth_imgs'].shape) == (2, 3, 32, 32)
     with pytest.raises(ValueError):
         MonoDepthDataPreprocessor(depth_divisor=0)
@@ -760,8 +768,8 @@ def test_end_to_end_train_pipeline(teacher_cfg, mini_kitti, filter_levels):
             flip = meta['flip']
             seen.add((flip, meta['aug_scale'] != 1.0))
             assert packed['inputs']['img'].shape == (3, OUT[1], OUT[0])
-            assert packed['inputs']['depth_map'].shape == (1, OUT[1],
-                                                           OUT[0])
+            packed_depth = packed['data_samples'].gt_depth_map.data
+            assert packed_depth.shape == (1, OUT[1], OUT[0])
             # centers_2d = trans @ cam2img @ gravity centre (0.5 px).
             grav = gt.bboxes_3d.gravity_center.numpy().astype(np.float64)
             centres = gt.centers_2d.numpy()
@@ -795,15 +803,13 @@ def test_end_to_end_train_pipeline(teacher_cfg, mini_kitti, filter_levels):
             img0, depth0 = _original(root, sample_idx, flip)
             warp_d = cv2.warpAffine(depth0.astype(np.float32), trans[:2],
                                     OUT, flags=cv2.INTER_LINEAR)
-            np.testing.assert_allclose(packed['inputs']['depth_map'][0],
-                                       warp_d, atol=1e-3)
+            np.testing.assert_allclose(packed_depth[0], warp_d, atol=1e-3)
             np.random.seed(100 * seed + idx)
             info = dataset.get_data_info(idx)
             if frame_id(info['img_path']) == sample_idx:  # not resampled
                 again = plain(info)
                 np.testing.assert_array_equal(
-                    again['inputs']['depth_map'],
-                    packed['inputs']['depth_map'])
+                    again['data_samples'].gt_depth_map.data, packed_depth)
                 warp_i = cv2.warpAffine(img0, trans[:2], OUT,
                                         flags=cv2.INTER_LINEAR)
                 # (trans_mat is float32 in the meta: +-1 grey level.)
@@ -813,7 +819,7 @@ def test_end_to_end_train_pipeline(teacher_cfg, mini_kitti, filter_levels):
                 num_images += 1
             # The depth map agrees with the labels: at the projected centre
             # of a fully visible car the surface is within the box extent.
-            depth = packed['inputs']['depth_map'][0].numpy()
+            depth = packed_depth[0].numpy()
             for r, (u, v) in zip(rows, centres):
                 col, row = int(round(u)), int(round(v))
                 if r['occluded'] or r['truncated'] or not (
@@ -871,8 +877,8 @@ def test_end_to_end_val_sample_geometry(teacher_cfg, mini_kitti):
     test_set = DATASETS.build(teacher_cfg.val_dataloader.dataset)
     packed = test_set[0]
     assert tuple(packed['inputs']['img'].shape) == (3, OUT[1], OUT[0])
-    assert tuple(packed['inputs']['depth_map'].shape) == (1, OUT[1],
-                                                          OUT[0])
+    assert tuple(packed['data_samples'].gt_depth_map.data.shape) == (
+        1, OUT[1], OUT[0])
     assert packed['data_samples'].metainfo['aug_scale'] == 1.0
 
 
@@ -882,13 +888,15 @@ def test_end_to_end_preprocessor_batch(teacher_cfg):
     np.random.seed(0)
     batch = pseudo_collate([dataset[0], dataset[1]])
     scales = [s.metainfo['aug_scale'] for s in batch['data_samples']]
-    depth_in = [d.clone() for d in batch['inputs']['depth_map']]
+    depth_in = [s.gt_depth_map.data.clone() for s in batch['data_samples']]
     pre = MODELS.build(teacher_cfg.model.data_preprocessor)
-    out = pre(batch, training=True)['inputs']
+    processed = pre(batch, training=True)
+    out = processed['inputs']
     assert tuple(out['imgs'].shape) == (2, 3, OUT[1], OUT[0])
-    assert tuple(out['depth_map'].shape) == (2, 1, OUT[1], OUT[0])
+    depth = stack_depth_maps(processed['data_samples'])
+    assert tuple(depth.shape) == (2, 1, OUT[1], OUT[0])
     for i, scale in enumerate(scales):
-        torch.testing.assert_close(out['depth_map'][i], depth_in[i])
+        torch.testing.assert_close(depth[i], depth_in[i])
         torch.testing.assert_close(
             out['depth_imgs'][i],
             (depth_in[i] * scale / 20480.0).expand(3, -1, -1))

@@ -2,7 +2,8 @@
 """Oracle analysis of a DID-M3D head: which output limits the AP.
 
 Two uses, both through the head's own targets
-(:meth:`DIDM3DHead.get_targets`) and decoding (:meth:`DIDM3DHead.decode`):
+(:meth:`DIDM3DHead.get_targets`) and decoding
+(:meth:`DIDM3DHead.predict_by_feat`):
 
 * ``perfect``: every head output is made from the targets. The AP this
   reaches is the ceiling of the encoding + decoding + metric chain; a bug
@@ -106,7 +107,7 @@ def oracle_predict(model, data: dict, groups: Sequence[str] = (),
     else:
         feat = model.extract_feat(inputs)[0]
         fh, fw = feat.shape[-2:]
-    targets = head.get_targets(samples, inputs['depth_map'], (fh, fw))
+    targets = head.get_targets(samples, (fh, fw))
     dense = perfect_dense(targets, head.num_classes, (fh, fw)) if perfect \
         else head.forward(feat)
     real = head.forward_rois
@@ -123,7 +124,7 @@ def oracle_predict(model, data: dict, groups: Sequence[str] = (),
 
     head.forward_rois = forward_rois
     try:
-        results_3d, results_2d = head.decode(feat, dense, samples)
+        results_3d, results_2d = head.predict_by_feat(feat, dense, samples)
     finally:
         del head.forward_rois
     return model.add_pred_to_datasample(samples, results_3d, results_2d)

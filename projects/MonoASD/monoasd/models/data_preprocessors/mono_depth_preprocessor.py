@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmdet3d.models.data_preprocessors import Det3DDataPreprocessor
 from mmdet3d.registry import MODELS
+from mmengine.structures import PixelData
 
 #: The reference's net teacher-input divisor: metres / 256 / 80 (quirk Q1).
 REFERENCE_DEPTH_DIVISOR = 256.0 * 80.0
@@ -16,10 +17,11 @@ class MonoDepthDataPreprocessor(Det3DDataPreprocessor):
     """Normalise RGB and stack the dense depth map and the teacher input.
 
     On top of :class:`Det3DDataPreprocessor` (which produces
-    ``inputs['imgs']``), the packed ``depth_map`` of every sample (1, H, W,
-    metres) is padded to the batch image size and stacked into
-    ``inputs['depth_map']`` (B, 1, H, W). The teacher's input (design D1.3
-    step 5) is ``inputs['depth_imgs']`` (B, 3, H, W)::
+    ``inputs['imgs']``), every sample's packed ``gt_depth_map`` (1, H, W,
+    metres; :class:`PackMonoDepthInputs`) is zero-padded in place to the
+    batch image size, which is what the head's depth targets read
+    (``models/utils/depth_map.py``). The teacher's input is
+    ``inputs['depth_imgs']`` (B, 3, H, W)::
 
         depth_imgs = clip(depth_m, 0, depth_max) * aug_scale / depth_divisor
 
@@ -51,20 +53,23 @@ class MonoDepthDataPreprocessor(Det3DDataPreprocessor):
 
     def simple_process(self, data: dict, training: bool = False) -> dict:
         """Process RGB as mmdet3d does, then the depth maps."""
-        depth_maps = data['inputs'].pop('depth_map', None)
         out = super().simple_process(data, training)
-        if depth_maps is None:
+        samples = out.get('data_samples') or []
+        with_depth = ['gt_depth_map' in s for s in samples]
+        if not any(with_depth):
             return out
+        if not all(with_depth):
+            raise KeyError('some samples of the batch have no gt_depth_map: '
+                           'pack "depth_map" for every sample')
         imgs = out['inputs'].get('imgs')
-        depth = self._stack_depth(depth_maps, imgs)
-        out['inputs']['depth_map'] = depth
-        out['inputs']['depth_imgs'] = self.teacher_input(
-            depth, out['data_samples'])
+        depth = self._stack_depth([s.gt_depth_map.data for s in samples],
+                                  imgs)
+        for s, d in zip(samples, depth):
+            s.gt_depth_map = PixelData(data=d)
+        out['inputs']['depth_imgs'] = self.teacher_input(depth, samples)
         return out
 
     def _stack_depth(self, depth_maps, imgs: Optional[torch.Tensor]):
-        if isinstance(depth_maps, torch.Tensor):
-            depth_maps = list(depth_maps)
         if imgs is not None:
             target_hw = imgs.shape[-2:]
         else:

@@ -3,7 +3,8 @@
 
 Frames (docs/design.md): the *original* frame is the raw image, the
 *input* frame is the network input (``trans_mat`` maps original -> input) and
-the *feature* frame is the input frame divided by ``down_ratio`` (4).
+the *feature* frame is the input frame divided by ``down_ratio`` (4). The
+encoding, decoding and camera geometry are :class:`DIDM3DCoder`'s.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,14 +16,15 @@ from mmcv.ops import RoIAlign
 from mmdet.models.utils.gaussian_target import (gen_gaussian_target,
                                                 get_local_maximum,
                                                 get_topk_from_heatmap)
-from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
-from mmdet3d.registry import MODELS
+from mmdet3d.models.dense_heads.base_mono3d_dense_head import \
+    BaseMono3DDenseHead
+from mmdet3d.registry import MODELS, TASK_UTILS
 from mmdet3d.structures import CameraInstance3DBoxes
 from torch import Tensor
 
+from ..utils.depth_map import stack_depth_maps
 from ..utils.float32 import float32_region
-from ..utils.gaussian import centernet_gaussian_radius
 from ..utils.grad_scale import scale_grad
 from ..utils.rank_mean import mean_over_ranks, share
 from .distillable_head import DistillableHeadMixin
@@ -37,37 +39,6 @@ KITTI_MEAN_SIZES = {
 #: Names of the DID-M3D loss terms, in logging order.
 TERMS = ('heatmap', 'offset_2d', 'size_2d', 'depth', 'offset_3d', 'size_3d',
          'heading')
-
-
-def encode_heading(alpha: Tensor, num_bins: int = 12) -> Tuple[Tensor,
-                                                               Tensor]:
-    """Multi-bin heading encoding of observation angles ``alpha``.
-
-    Returns:
-        tuple[Tensor, Tensor]: bin index (long) and residual in
-        [-pi / num_bins, pi / num_bins).
-    """
-    two_pi = 2 * math.pi
-    step = two_pi / num_bins
-    shifted = torch.remainder(torch.remainder(alpha, two_pi) + step / 2,
-                              two_pi)
-    bins = torch.floor(shifted / step).long().clamp(max=num_bins - 1)
-    res = shifted - (bins.to(shifted) * step + step / 2)
-    return bins, res
-
-
-def decode_heading(heading: Tensor, num_bins: int = 12) -> Tensor:
-    """Decode (N, 2 * num_bins) heading outputs into ``alpha`` in (-pi, pi].
-    """
-    bins = heading[:, :num_bins].argmax(dim=1)
-    res = heading[:, num_bins:].gather(1, bins[:, None])[:, 0]
-    alpha = bins.to(res) * (2 * math.pi / num_bins) + res
-    return torch.where(alpha > math.pi, alpha - 2 * math.pi, alpha)
-
-
-def wrap_angle(angle: Tensor) -> Tensor:
-    """Wrap angles to [-pi, pi)."""
-    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
 def _head(in_ch: int, mid: int, out_ch: int) -> nn.Sequential:
@@ -90,8 +61,17 @@ def _depth_head(in_ch: int, mid: int) -> nn.Sequential:
 
 
 @MODELS.register_module()
-class DIDM3DHead(DistillableHeadMixin, BaseModule):
+class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
     """DID-M3D detection head (design D2.3-D2.5, D1.5-D1.6, D3).
+
+    It follows mmdet3d's monocular dense-head interface:
+    ``loss(x, batch_data_samples)`` and ``predict(x, batch_data_samples)``
+    take the neck's maps (the first, stride-4 map is used) and read
+    everything else from the data samples: ``gt_instances(_3d)``, the meta
+    keys ``trans_mat``/``cam2img`` and, for the depth targets, the dense
+    ``gt_depth_map`` (:class:`PackMonoDepthInputs`). ``predict`` returns
+    3D and 2D results, as mmdet3d's PGD head does, for a detector that
+    unpacks both (:class:`DIDM3D`, mmdet3d's ``FCOSMono3D``).
 
     Args:
         in_channels (int): Channels of the input map (B, C, H/4, W/4).
@@ -99,10 +79,11 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
         class_names (Sequence[str]): Classes in label order; their KITTI mean
             sizes are used. Defaults to ('Car', ).
         head_conv (int): Hidden channels of every head. Defaults to 256.
-        down_ratio (int): Stride of the input map. Defaults to 4.
+        bbox_coder (dict): :class:`DIDM3DCoder` config (TASK_UTILS): heading
+            bins, stride of the input map, Gaussian overlap, and the
+            encoding/decoding geometry. Defaults to DID-M3D's (12 bins,
+            stride 4, overlap 0.7).
         roi_size (int): ROI-align output size. Defaults to 7.
-        num_heading_bins (int): Heading bins. Defaults to 12.
-        min_overlap (float): Gaussian radius IoU. Defaults to 0.7.
         depth_valid_margin (float): Visual-depth cells within +-margin of
             the object depth are valid. Defaults to 3.0 m.
         topk (int): Detections per image at test time. Defaults to 50.
@@ -150,10 +131,8 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
                  in_channels: int = 64,
                  class_names: Sequence[str] = ('Car', ),
                  head_conv: int = 256,
-                 down_ratio: int = 4,
+                 bbox_coder: dict = dict(type='DIDM3DCoder'),
                  roi_size: int = 7,
-                 num_heading_bins: int = 12,
-                 min_overlap: float = 0.7,
                  depth_valid_margin: float = 3.0,
                  topk: int = 50,
                  score_thr: float = 0.2,
@@ -190,10 +169,9 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
         self.register_buffer('mean_sizes',
                              torch.tensor(mean_sizes, dtype=torch.float32))
         self.in_channels = in_channels
-        self.down_ratio = down_ratio
+        self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        num_heading_bins = self.bbox_coder.num_heading_bins
         self.roi_size = roi_size
-        self.num_heading_bins = num_heading_bins
-        self.min_overlap = min_overlap
         self.depth_valid_margin = depth_valid_margin
         self.topk = topk
         self.score_thr = score_thr
@@ -263,45 +241,28 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
     def init_weights(self) -> None:
         """DID-M3D's init is applied at construction; keep it."""
 
-    # ------------------------------------------------------------- geometry
-    @staticmethod
-    def _geometry(batch_data_samples: list,
-                  device: torch.device) -> Tuple[Tensor, Tensor]:
-        """Per-sample ``trans_mat`` (B, 3, 3) and 3x4 ``cam2img`` (B, 3, 4).
-        """
-        trans, cams = [], []
-        for sample in batch_data_samples:
-            meta = sample.metainfo
-            for key in ('trans_mat', 'cam2img'):
-                if key not in meta:
-                    raise KeyError(
-                        f'data sample of {meta.get("img_path", "?")} has no '
-                        f'"{key}"; put MonoAffineAug in the pipeline and '
-                        'pack it as a meta key')
-            if meta.get('trans_mat_down_ratio', 1) != 1:
-                raise ValueError(
-                    'DIDM3DHead needs trans_mat to the input frame: set '
-                    'MonoAffineAug(trans_mat_down_ratio=1)')
-            trans.append(torch.as_tensor(meta['trans_mat'],
-                                         dtype=torch.float32))
-            cam = torch.as_tensor(meta['cam2img'], dtype=torch.float32)
-            cams.append(cam[:3, :4] if cam.shape[1] >= 4 else F.pad(
-                cam[:3], (0, 4 - cam.shape[1])))
-        return torch.stack(trans).to(device), torch.stack(cams).to(device)
+    # ------------------------------------------------ numbers of the coder
+    @property
+    def down_ratio(self) -> int:
+        """Stride of the input map (:class:`DIDM3DCoder`)."""
+        return self.bbox_coder.down_ratio
 
-    def _to_original(self, u: Tensor, v: Tensor, trans: Tensor,
-                     ) -> Tuple[Tensor, Tensor]:
-        """Map feature-frame points to original-frame pixels (exact inverse
-        affine, corrected quirk Q13). ``trans`` is (N, 3, 3) per point."""
-        inv = torch.linalg.inv(trans)
-        ui, vi = u * self.down_ratio, v * self.down_ratio
-        uo = inv[:, 0, 0] * ui + inv[:, 0, 1] * vi + inv[:, 0, 2]
-        vo = inv[:, 1, 0] * ui + inv[:, 1, 1] * vi + inv[:, 1, 2]
-        return uo, vo
+    @property
+    def num_heading_bins(self) -> int:
+        """Heading bins (:class:`DIDM3DCoder`)."""
+        return self.bbox_coder.num_heading_bins
 
     # -------------------------------------------------------------- forward
-    def forward(self, feat: Tensor) -> Dict[str, Tensor]:
-        """Dense 2D heads on the stride-4 map ``feat`` (B, C, H, W)."""
+    @staticmethod
+    def _first_map(x) -> Tensor:
+        """The stride-4 map: ``x`` itself or the first of the neck's maps.
+        """
+        return x if isinstance(x, Tensor) else x[0]
+
+    def forward(self, x) -> Dict[str, Tensor]:
+        """Dense 2D heads on the stride-4 map (B, C, H, W) (``x`` or
+        ``x[0]`` of the neck's maps)."""
+        feat = self._first_map(x)
         return dict(
             heatmap=self.heatmap(feat),
             offset_2d=self.offset_2d(feat),
@@ -346,13 +307,11 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
         # coordinate channels: box corners back-projected at depth 1
         t = trans[batch_idx]
         cam = cams[batch_idx]
-        u1, v1 = self._to_original(boxes[:, 0], boxes[:, 1], t)
-        u2, v2 = self._to_original(boxes[:, 2], boxes[:, 3], t)
-        fu, fv = cam[:, 0, 0], cam[:, 1, 1]
-        cu, cv = cam[:, 0, 2], cam[:, 1, 2]
-        bx, by = cam[:, 0, 3] / -fu, cam[:, 1, 3] / -fv
-        x1, x2 = (u1 - cu) / fu + bx, (u2 - cu) / fu + bx
-        y1, y2 = (v1 - cv) / fv + by, (v2 - cv) / fv + by
+        coder = self.bbox_coder
+        u1, v1 = coder.to_original(boxes[:, 0], boxes[:, 1], t)
+        u2, v2 = coder.to_original(boxes[:, 2], boxes[:, 3], t)
+        x1, y1 = coder.normalized_coords(u1, v1, cam)
+        x2, y2 = coder.normalized_coords(u2, v2, cam)
         steps = torch.linspace(0, 1, self.roi_size, device=feat.device)
         xs = x1[:, None] + (x2 - x1)[:, None] * steps  # (N, S)
         ys = y1[:, None] + (y2 - y1)[:, None] * steps
@@ -406,8 +365,9 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
 
     # -------------------------------------------------------------- targets
     @torch.no_grad()
-    def get_targets(self, batch_data_samples: list, depth_map: Tensor,
-                    feat_hw: Tuple[int, int]) -> Dict[str, Tensor]:
+    def get_targets(self, batch_data_samples: list,
+                    feat_hw: Tuple[int, int],
+                    depth_map: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Stride-4 targets of design D1.5-D1.6 for a batch.
 
         Args:
@@ -415,8 +375,9 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
                 ``gt_instances`` (input-frame ``bboxes``, ``labels``),
                 ``gt_instances_3d`` (``bboxes_3d``, ``centers_2d``) and the
                 meta keys ``trans_mat`` and ``cam2img``.
-            depth_map (Tensor): (B, 1, H_in, W_in) metric depth.
             feat_hw (tuple): Feature size (H, W).
+            depth_map (Tensor, optional): (B, 1, H_in, W_in) metric depth;
+                defaults to the samples' ``gt_depth_map``.
 
         Returns:
             dict: ``heatmap`` (B, K, H, W) and per-object tensors in
@@ -424,11 +385,16 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
             ``offset_2d``, ``size_2d``, ``offset_3d``, ``depth``,
             ``size_3d``, ``heading_bin``, ``heading_res``, ``vis_depth``,
             ``att_depth``, ``depth_mask`` (N, 7, 7), ``boxes_2d`` (N, 4,
-            input frame); plus ``trans`` and ``cams``.
+            input frame); plus ``trans``, ``cams`` and ``response_mask``
+            (B, H, W), the cells that head distillation compares
+            (:meth:`DIDM3DCoder.response_mask`).
         """
+        if depth_map is None:
+            depth_map = stack_depth_maps(batch_data_samples)
         device = depth_map.device
         fh, fw = feat_hw
-        trans, cams = self._geometry(batch_data_samples, device)
+        trans, cams = self.bbox_coder.batch_geometry(batch_data_samples,
+                                                     device)
         heatmap = torch.zeros(len(batch_data_samples), self.num_classes, fh,
                               fw, device=device)
         down_depth = F.interpolate(depth_map, size=(fh, fw), mode='area')
@@ -457,20 +423,14 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
             boxes_2d = boxes_2d[valid]
             wh = b4[:, 2:] - b4[:, :2]
             for j in range(len(labels)):
-                radius = max(self.min_radius, centernet_gaussian_radius(
-                    float(wh[j, 0]), float(wh[j, 1]), self.min_overlap))
+                radius = max(self.min_radius, self.bbox_coder.gaussian_radius(
+                    float(wh[j, 0]), float(wh[j, 1])))
                 gen_gaussian_target(heatmap[b, int(labels[j])],
                                     [int(ci[j, 0]), int(ci[j, 1])], radius)
-            c2 = (b4[:, :2] + b4[:, 2:]) / 2
-            z = boxes_3d[:, 2]
-            hwl = boxes_3d[:, [4, 5, 3]]
-            # alpha from the original-frame 2D box centre and the camera
-            u_c, _ = self._to_original(
-                c2[:, 0], c2[:, 1], trans[b].expand(len(c2), 3, 3))
-            cam = cams[b]
-            alpha = wrap_angle(boxes_3d[:, 6] -
-                               torch.atan2(u_c - cam[0, 2], cam[0, 0]))
-            hbin, hres = encode_heading(alpha, self.num_heading_bins)
+            enc = self.bbox_coder.encode(b4, c3, ci, boxes_3d,
+                                         self.mean_sizes[labels], trans[b],
+                                         cams[b])
+            z = enc['depth']
             # visual / attribute depth targets from the down-sampled map
             rois = torch.cat([b4.new_full((len(b4), 1), b), b4], dim=1)
             roi_depth = self.roi_align(down_depth, rois)[:, 0]
@@ -481,13 +441,8 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
             parts['batch_idx'].append(torch.full_like(labels, b))
             parts['cells'].append(ci)
             parts['labels'].append(labels)
-            parts['offset_2d'].append(c2 - ci)
-            parts['size_2d'].append(wh)
-            parts['offset_3d'].append(c3 - ci)
-            parts['depth'].append(z)
-            parts['size_3d'].append(hwl - self.mean_sizes[labels])
-            parts['heading_bin'].append(hbin)
-            parts['heading_res'].append(hres)
+            for k, v in enc.items():
+                parts[k].append(v)
             parts['boxes_2d'].append(boxes_2d)
             parts['vis_depth'].append(vis)
             parts['att_depth'].append(zz - vis)
@@ -511,12 +466,16 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
                     torch.bool if k == 'depth_mask' else torch.float32)
                 targets[k] = torch.zeros(empty[k], dtype=dtype,
                                          device=device)
+        # where head distillation compares the dense 2D maps
+        targets['response_mask'] = self.bbox_coder.response_mask(
+            targets['boxes_2d'], targets['batch_idx'],
+            len(batch_data_samples), (fh, fw))
         return targets
 
     # --------------------------------------------------------------- losses
     @float32_region
-    def loss_by_outputs(self, outputs: Dict[str, Tensor],
-                        targets: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    def loss_by_feat(self, outputs: Dict[str, Tensor],
+                     targets: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """DID-M3D losses (design D3), weighted by HTL when enabled.
 
         Returns:
@@ -575,29 +534,29 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
             losses[f'loss_{term}'] = raw[term] * w
         return losses
 
-    def loss(self, feat: Tensor, batch_data_samples: list,
-             depth_map: Tensor) -> Dict[str, Tensor]:
-        """Targets, forward and losses for one batch."""
-        if depth_map is None:
-            raise KeyError('DIDM3DHead.loss needs inputs["depth_map"] for '
-                           'its depth targets: add LoadDenseDepth to the '
-                           'training pipeline and pack "depth_map"')
-        targets = self.get_targets(batch_data_samples, depth_map,
-                                   feat.shape[-2:])
+    def loss(self, x, batch_data_samples: list,
+             **kwargs) -> Dict[str, Tensor]:
+        """Targets, forward and losses for one batch (mmdet3d's dense-head
+        ``loss``; the depth targets come from ``gt_depth_map``)."""
+        feat = self._first_map(x)
+        targets = self.get_targets(batch_data_samples, feat.shape[-2:])
         outputs = self.forward_train(feat, targets)
-        return self.loss_by_outputs(outputs, targets)
+        return self.loss_by_feat(outputs, targets)
 
     # ------------------------------------------------------------- decoding
-    def predict(self, feat: Tensor,
-                batch_data_samples: list) -> Tuple[List[InstanceData],
-                                                   List[InstanceData]]:
-        """Detect objects; see :meth:`decode`."""
+    def predict(self, x, batch_data_samples: list,
+                rescale: Optional[bool] = None
+                ) -> Tuple[List[InstanceData], List[InstanceData]]:
+        """Detect objects in the original image frame (``rescale`` is
+        implied: boxes are mapped back through ``trans_mat``); see
+        :meth:`predict_by_feat`."""
+        feat = self._first_map(x)
         dense = self.forward(feat)
-        return self.decode(feat, dense, batch_data_samples)
+        return self.predict_by_feat(feat, dense, batch_data_samples)
 
-    def decode(self, feat: Tensor, dense: Dict[str, Tensor],
-               batch_data_samples: list) -> Tuple[List[InstanceData],
-                                                  List[InstanceData]]:
+    def predict_by_feat(self, feat: Tensor, dense: Dict[str, Tensor],
+                        batch_data_samples: list
+                        ) -> Tuple[List[InstanceData], List[InstanceData]]:
         """Decode top-k heatmap peaks into KITTI boxes (design D2.5).
 
         Returns:
@@ -607,7 +566,8 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
             (original-frame ``bboxes``, ``scores``, ``labels``).
         """
         bsz, _, fh, fw = feat.shape
-        trans, cams = self._geometry(batch_data_samples, feat.device)
+        trans, cams = self.bbox_coder.batch_geometry(batch_data_samples,
+                                                     feat.device)
         heat = dense['heatmap'].sigmoid().clamp(1e-4, 1 - 1e-4)
         heat = get_local_maximum(heat, kernel=3)
         k = min(self.topk, heat[0].numel())
@@ -627,28 +587,11 @@ class DIDM3DHead(DistillableHeadMixin, BaseModule):
         depth = (rois['ins_depth'].flatten(1) * conf).sum(1) / conf_sum
         depth_conf = (conf**2).sum(1) / conf_sum
 
-        t = trans[batch_idx]
-        cam = cams[batch_idx]
-        ctr = cells.to(off2d) + off2d
-        u1, v1 = self._to_original(ctr[:, 0] - size2d[:, 0] / 2,
-                                   ctr[:, 1] - size2d[:, 1] / 2, t)
-        u2, v2 = self._to_original(ctr[:, 0] + size2d[:, 0] / 2,
-                                   ctr[:, 1] + size2d[:, 1] / 2, t)
-        boxes_2d = torch.stack([u1, v1, u2, v2], dim=1)
-        alpha = decode_heading(rois['heading'], self.num_heading_bins)
-        u_2d = (u1 + u2) / 2
-        ry = wrap_angle(alpha + torch.atan2(u_2d - cam[:, 0, 2],
-                                            cam[:, 0, 0]))
-        hwl = rois['size_3d'] + self.mean_sizes[labels]
-        c3 = cells.to(off2d) + rois['offset_3d']
-        u3, v3 = self._to_original(c3[:, 0], c3[:, 1], t)
-        # exact inverse of P @ [X, Y, Z, 1] for known Z = depth
-        zt = depth + cam[:, 2, 3]
-        x = (u3 * zt - cam[:, 0, 2] * depth - cam[:, 0, 3]) / cam[:, 0, 0]
-        y = (v3 * zt - cam[:, 1, 2] * depth - cam[:, 1, 3]) / cam[:, 1, 1]
-        y = y + hwl[:, 0] / 2
-        boxes_3d = torch.stack(
-            [x, y, depth, hwl[:, 2], hwl[:, 0], hwl[:, 1], ry], dim=1)
+        boxes_3d, boxes_2d = self.bbox_coder.decode(
+            cells, off2d, size2d, rois['offset_3d'], rois['size_3d'],
+            rois['heading'], depth, self.mean_sizes[labels],
+            trans[batch_idx], cams[batch_idx])
+        hwl = boxes_3d[:, [4, 5, 3]]
 
         flat_scores = scores.reshape(-1)
         keep = (flat_scores > self.score_thr) & (hwl > 0).all(dim=1) & \

@@ -18,14 +18,15 @@ class DistillableHeadMixin:
     """
 
     def get_targets(self, batch_data_samples: Sequence,
-                    depth_map: Tensor, feat_size: Tuple[int, int]) -> Dict:
-        """Training targets of a batch on a feature map of ``feat_size``."""
+                    feat_size: Tuple[int, int]) -> Dict:
+        """Training targets of a batch on a feature map of ``feat_size``
+        (everything read from the data samples)."""
         raise NotImplementedError
 
     def forward_train(self, feat: Tensor, targets: Dict) -> Dict:
         """Head outputs at the targets' objects (dense maps and ROIs)."""
         raise NotImplementedError
 
-    def loss_by_outputs(self, outputs: Dict, targets: Dict) -> Dict:
+    def loss_by_feat(self, outputs: Dict, targets: Dict) -> Dict:
         """Detection losses from :meth:`forward_train`'s outputs."""
         raise NotImplementedError

@@ -77,27 +77,16 @@ class DIDM3D(FiniteLossMixin, SingleStageMono3DDetector):
         x = self.backbone(batch_inputs_dict[self.input_key])
         return self.neck(x)
 
-    def loss(self, batch_inputs_dict: Dict[str, Tensor],
-             batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Detector losses; the head also reads ``inputs['depth_map']``."""
-        feats = self.extract_feat(batch_inputs_dict)
-        return self.bbox_head.loss(feats[0], batch_data_samples,
-                                   batch_inputs_dict.get('depth_map'))
-
     def predict(self, batch_inputs_dict: Dict[str, Tensor],
-                batch_data_samples: SampleList, **kwargs) -> SampleList:
-        """Detect and attach ``pred_instances_3d``/``pred_instances``."""
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Detect and attach ``pred_instances_3d``/``pred_instances`` (the
+        head returns both, as in mmdet3d's ``FCOSMono3D``)."""
         feats = self.extract_feat(batch_inputs_dict)
         results_3d, results_2d = self.bbox_head.predict(
-            feats[0], batch_data_samples)
+            feats, batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results_3d,
                                            results_2d)
-
-    def _forward(self, batch_inputs_dict: Dict[str, Tensor],
-                 batch_data_samples: Optional[SampleList] = None):
-        """Dense head outputs (for tracing/flops)."""
-        feats = self.extract_feat(batch_inputs_dict)
-        return self.bbox_head.forward(feats[0])
 
 
 @MODELS.register_module()

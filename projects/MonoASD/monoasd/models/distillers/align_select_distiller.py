@@ -151,7 +151,7 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
             raise ValueError(
                 f'loss_head={loss_head!r} needs a student head with the '
                 'DistillableHeadMixin interface (get_targets/forward_train/'
-                f'loss_by_outputs); {type(s_head).__name__} has none: set '
+                f'loss_by_feat); {type(s_head).__name__} has none: set '
                 'loss_head=None for feature distillation only')
         self._register_load_state_dict_pre_hook(self._fill_teacher_keys)
 
@@ -333,11 +333,9 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         does_head_kd = self.loss_head is not None
 
         if did_head:
-            targets = s_head.get_targets(data_samples,
-                                         inputs.get('depth_map'),
-                                         s_feats[0].shape[-2:])
+            targets = s_head.get_targets(data_samples, s_feats[0].shape[-2:])
             s_out = s_head.forward_train(s_feats[0], targets)
-            losses = s_head.loss_by_outputs(s_out, targets)
+            losses = s_head.loss_by_feat(s_out, targets)
         else:  # any mmdet3d dense head: loss(x, batch_data_samples)
             losses = s_head.loss(s_feats, data_samples)
         if does_head_kd:
