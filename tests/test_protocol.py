@@ -99,3 +99,26 @@ def test_seed_table_median_spread_and_gain():
     assert stats['MonoASD - control'][col] == dict(median=3.0, min=0.0,
                                                    max=6.0, n=3)
     assert '3.00 [0.00, 6.00]' in md
+
+
+@pytest.mark.parametrize('config', sorted(
+    p.name for p in (ROOT / 'configs/monoasd').glob('*tiny*.py')))
+def test_tiny_configs_take_the_input_size_from_one_base(config):
+    """Every tiny config's pipelines come from one dataset base
+    (configs/_base_/datasets/mini-kitti-mono3d-tiny.py), so one value sets
+    the input size of all of them; the HTL schedule ends within the
+    training schedule."""
+    cfg = Config.fromfile(str(ROOT / 'configs/monoasd' / config))
+    base = Config.fromfile(
+        str(ROOT / 'configs/_base_/datasets/mini-kitti-mono3d-tiny.py'))
+    sizes = set()
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for t in cfg[loader].dataset.pipeline:
+            if t.type == 'MonoAffineAug':
+                sizes.add(tuple(t.out_size))
+    assert sizes == {tuple(base.input_size)} == {tuple(cfg.input_size)}
+    htl = cfg.model.get('student', cfg.model).get('bbox_head', {}).get('htl')
+    if htl:
+        assert htl.stat_epochs < htl.max_epoch <= Config.fromfile(str(
+            ROOT / 'configs/monoasd/'
+            'did-m3d_dla34_tiny_mini-kitti-car_student.py')).max_epochs

@@ -71,7 +71,7 @@ model = dict(
 custom_hooks = [dict(type='ModalityMetaHook'), dict(type='RNGStateHook')]
 
 # SMOKE's coder maps feature-frame points back with trans_mat
-_affine = dict(type='MonoAffineAug', out_size=(320, 96),
+_affine = dict(type='MonoAffineAug', out_size={{_base_.input_size}},
                trans_mat_down_ratio=4)
 # mmdet3d's SMOKE head cannot build targets for a batch without objects
 train_dataloader = dict(dataset=dict(filter_empty_gt=True, pipeline=[
@@ -96,8 +96,8 @@ train_dataloader = dict(dataset=dict(filter_empty_gt=True, pipeline=[
 ]))
 _test = [
     dict(type='LoadImageFromFileMono3D'),
-    dict(type='MonoAffineAug', out_size=(320, 96), test_mode=True,
-         trans_mat_down_ratio=4),
+    dict(type='MonoAffineAug', out_size={{_base_.input_size}},
+         test_mode=True, trans_mat_down_ratio=4),
     dict(type='PackMonoDepthInputs', keys=['img']),
 ]
 val_dataloader = dict(dataset=dict(pipeline=_test))
