@@ -80,10 +80,10 @@ def main(argv=None):
                         p2d.bboxes.numpy()[keep], p3d.scores_3d.numpy()[keep],
                         names)
     write_kitti_txt(osp.join(args.out_dir, name + '.txt'), lines)
-    img = cv2.imread(args.image)
-    corners = p3d.bboxes_3d.corners.numpy()[keep]
-    drawn = draw_boxes_on_image(img, corners, p2, (0, 0, 255), 2, names)
-    cv2.imwrite(osp.join(args.out_dir, name + '.png'), drawn)
+    img = cv2.imread(args.image)[..., ::-1]  # RGB
+    drawn = draw_boxes_on_image(img, p3d.bboxes_3d[torch.from_numpy(keep)],
+                                p2, labels=names)
+    cv2.imwrite(osp.join(args.out_dir, name + '.png'), drawn[..., ::-1])
     print(f'{len(lines)} detections -> {args.out_dir}/{name}.png/.txt')
 
 

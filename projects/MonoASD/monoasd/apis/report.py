@@ -283,6 +283,7 @@ def predict_frames(config: str, checkpoint: str, data_root: str,
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
     from mmdet3d.registry import DATASETS, MODELS
+    from mmdet3d.structures import CameraInstance3DBoxes
 
     init_default_scope('mmdet3d')
     cfg = Config.fromfile(config)
@@ -306,9 +307,9 @@ def predict_frames(config: str, checkpoint: str, data_root: str,
             dict(
                 img_path=meta['img_path'],
                 cam2img=np.asarray(meta['ori_cam2img']),
-                gt_corners=gt_boxes.corners.numpy()
-                if gt_boxes is not None else np.zeros((0, 8, 3)),
-                corners=p3d.bboxes_3d.corners.numpy(),
+                gt_boxes=gt_boxes if gt_boxes is not None else
+                CameraInstance3DBoxes(torch.zeros(0, 7)),
+                boxes_3d=p3d.bboxes_3d,
                 labels=[classes[int(i)] for i in p3d.labels_3d],
                 scores=p3d.scores_3d.numpy()))
     return out
@@ -330,13 +331,13 @@ def write_pictures(models: Dict[str, tuple], data_root: str, out_dir: str,
     written = []
     for i in range(num_frames):
         first = next(iter(preds.values()))[i]
-        img = cv2.imread(first['img_path'])
-        keys = ('corners', 'labels', 'scores')
+        img = cv2.imread(first['img_path'])[..., ::-1]  # RGB
+        keys = ('boxes_3d', 'labels', 'scores')
         rows = [dict(name=display_name(n), **{k: preds[n][i][k]
                                               for k in keys})
                 for n in models]
         png = osp.join(out_dir, f'pred_{osp.basename(first["img_path"])}')
-        side_by_side(img, first['cam2img'], first['gt_corners'], rows, png,
+        side_by_side(img, first['cam2img'], first['gt_boxes'], rows, png,
                      title=osp.basename(first['img_path']))
         written.append(png)
     return written

@@ -1,107 +1,137 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
-"""Drawing of 3D boxes on images and in bird's-eye view, and KITTI txt.
+"""Pictures of 3D detections (on mmdet3d's ``Det3DLocalVisualizer``) and
+KITTI result lines.
 
-Used by ``tools/run_main.py`` (pictures of teacher, student and distilled
+Used by the main job's report (teacher, baseline, control and distilled
 student side by side) and ``tools/demo.py``.
 """
+import os
 from typing import List, Optional, Sequence
 
-import cv2
 import matplotlib
 import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+from mmdet3d.structures import CameraInstance3DBoxes  # noqa: E402
+from mmdet3d.visualization import Det3DLocalVisualizer  # noqa: E402
 
-#: BGR colours per class name; ground truth is drawn in white/grey.
+#: RGB colours per class name; ground truth is drawn in white.
 CLASS_COLORS = {
-    'Car': (0, 160, 255),
-    'Pedestrian': (255, 80, 200),
-    'Cyclist': (80, 220, 60),
+    'Car': (255, 160, 0),
+    'Pedestrian': (200, 80, 255),
+    'Cyclist': (60, 220, 80),
 }
 GT_COLOR = (255, 255, 255)
-#: Corner pairs of mmdet3d's box corner order forming the 12 edges.
-EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
-         (0, 4), (1, 5), (2, 6), (3, 7))
+OTHER_COLOR = (255, 0, 0)
+#: Name of the shared visualizer instance (mmengine's ManagerMixin).
+VISUALIZER_NAME = 'monoasd_drawing'
 
 
-def project_corners(corners: np.ndarray, cam2img: np.ndarray) -> np.ndarray:
-    """(N, 8, 3) camera-frame corners -> (N, 8, 3) pixels + depth."""
-    p = np.asarray(cam2img, dtype=np.float64)[:3]
-    homo = np.concatenate([corners, np.ones(corners.shape[:2] + (1, ))], -1)
-    uvw = homo @ p.T
-    uvw[..., :2] /= np.clip(uvw[..., 2:3], 1e-6, None)
-    return uvw
+def _visualizer() -> Det3DLocalVisualizer:
+    return Det3DLocalVisualizer.get_instance(VISUALIZER_NAME)
 
 
-def draw_boxes_on_image(img: np.ndarray,
-                        corners: np.ndarray,
-                        cam2img: np.ndarray,
-                        color,
-                        thickness: int = 2,
-                        labels: Optional[Sequence[str]] = None
-                        ) -> np.ndarray:
-    """Draw projected 3D boxes (N, 8, 3) on a BGR image (copy)."""
-    out = img.copy()
-    uvw = project_corners(corners, cam2img)
-    for i, box in enumerate(uvw):
-        if (box[:, 2] <= 0.1).any():
-            continue
-        c = color if labels is None else CLASS_COLORS.get(labels[i], color)
-        pts = box[:, :2].round().astype(int)
-        for a, b in EDGES:
-            cv2.line(out, tuple(pts[a]), tuple(pts[b]), c, thickness,
-                     cv2.LINE_AA)
-        # front face cross (corners 4..7 are the +x (heading) face)
-        cv2.line(out, tuple(pts[4]), tuple(pts[6]), c, 1, cv2.LINE_AA)
-        cv2.line(out, tuple(pts[5]), tuple(pts[7]), c, 1, cv2.LINE_AA)
+def _colors(labels: Optional[Sequence[str]], n: int, default) -> list:
+    if labels is None:
+        return [default] * n
+    return [CLASS_COLORS.get(name, default) for name in labels]
+
+
+def _cam4x4(cam2img) -> np.ndarray:
+    """A 3x3, 3x4 or 4x4 camera matrix as the 4x4 mmdet3d projects with.
+    """
+    cam = np.asarray(cam2img, dtype=np.float64)
+    out = np.eye(4)
+    out[:cam.shape[0], :cam.shape[1]] = cam
     return out
 
 
-def draw_bev(ax, gt_corners: np.ndarray, pred_corners: np.ndarray,
-             pred_labels: Sequence[str], title: str,
-             max_depth: float = 60.0) -> None:
-    """Bird's-eye view (x right, z forward) of GT and predicted boxes."""
-    for corners, style in ((gt_corners, dict(color='k', lw=1.6)), ):
-        for box in corners:
-            xz = box[[0, 1, 5, 4, 0]][:, [0, 2]]
-            ax.plot(xz[:, 0], xz[:, 1], **style)
-    for box, name in zip(pred_corners, pred_labels):
-        bgr = CLASS_COLORS.get(name, (0, 0, 255))
-        rgb = tuple(v / 255 for v in bgr[::-1])
-        xz = box[[0, 1, 5, 4, 0]][:, [0, 2]]
-        ax.plot(xz[:, 0], xz[:, 1], color=rgb, lw=1.2)
-    ax.plot([0], [0], 'k^')
-    ax.set_xlim(-max_depth / 2, max_depth / 2)
-    ax.set_ylim(0, max_depth)
-    ax.set_aspect('equal')
-    ax.set_title(title, fontsize=8)
-    ax.tick_params(labelsize=6)
+def draw_boxes_on_image(img: np.ndarray,
+                        boxes_3d: CameraInstance3DBoxes,
+                        cam2img: np.ndarray,
+                        color=OTHER_COLOR,
+                        labels: Optional[Sequence[str]] = None,
+                        line_width: float = 2) -> np.ndarray:
+    """Projected 3D boxes on an RGB image (returns a new RGB image).
+
+    Args:
+        img (np.ndarray): (H, W, 3) RGB image.
+        boxes_3d (CameraInstance3DBoxes): Boxes in the camera frame.
+        cam2img (np.ndarray): 3x4 or 4x4 camera matrix (P2).
+        color (tuple): RGB colour of boxes without a known class.
+        labels (Sequence[str], optional): Class names: colours by class.
+    """
+    vis = _visualizer()
+    vis.set_image(np.ascontiguousarray(img))
+    boxes, names = boxes_3d, labels
+    if len(boxes_3d):  # only boxes entirely in front of the camera
+        keep = (boxes_3d.corners[..., 2] > 0.1).all(dim=1)
+        boxes = boxes_3d[keep]
+        if labels is not None:
+            names = [n for n, k in zip(labels, keep.tolist()) if k]
+    if len(boxes):
+        vis.draw_proj_bboxes_3d(
+            boxes, dict(cam2img=_cam4x4(cam2img)),
+            edge_colors=_colors(names, len(boxes), color),
+            line_widths=line_width, alpha=0.35)  # translucent front face
+    return vis.get_image()
+
+
+def draw_bev(gt_boxes: CameraInstance3DBoxes,
+             pred_boxes: CameraInstance3DBoxes,
+             pred_labels: Optional[Sequence[str]] = None,
+             size: int = 480,
+             max_depth: float = 60.0) -> np.ndarray:
+    """Bird's-eye view (x right, z up from the camera at the bottom centre)
+    of ground truth (white) and predictions, as an RGB image."""
+    vis = _visualizer()
+    blank = np.zeros((size, size, 3), np.uint8)
+    vis.set_image(blank)  # sizes the canvas
+    vis.set_bev_image(blank)
+    # mmdet3d's camera marker widens the autoscaled view beyond the image
+    # (a shrunken picture with a white margin): pin the view to the image
+    vis.ax_save.set_xlim(0, size)
+    vis.ax_save.set_ylim(0, size)
+    vis.ax_save.set_autoscale_on(False)
+    scale = size / max_depth
+    if len(gt_boxes):
+        vis.draw_bev_bboxes(gt_boxes, scale=scale,
+                            edge_colors=[GT_COLOR] * len(gt_boxes))
+    if len(pred_boxes):
+        vis.draw_bev_bboxes(
+            pred_boxes, scale=scale,
+            edge_colors=_colors(pred_labels, len(pred_boxes), OTHER_COLOR))
+    return vis.get_image()
 
 
 def side_by_side(img: np.ndarray, cam2img: np.ndarray,
-                 gt_corners: np.ndarray, results: List[dict],
+                 gt_boxes: CameraInstance3DBoxes, results: List[dict],
                  out_png: str, title: str = '') -> None:
     """One row per model: image with GT (white) and predictions, and BEV.
 
     Args:
-        results (list[dict]): ``name``, ``corners`` (N, 8, 3), ``labels``
-            (list of class names), ``scores`` for each model.
+        img (np.ndarray): (H, W, 3) RGB image.
+        results (list[dict]): ``name``, ``boxes_3d``
+            (:class:`CameraInstance3DBoxes`), ``labels`` (class names) and
+            ``scores`` of each model.
     """
     n = len(results)
     fig = plt.figure(figsize=(15, 2.9 * n))
     grid = fig.add_gridspec(n, 2, width_ratios=[4.2, 1])
+    with_gt = draw_boxes_on_image(img, gt_boxes, cam2img, GT_COLOR)
     for row, res in enumerate(results):
-        drawn = draw_boxes_on_image(img, gt_corners, cam2img, GT_COLOR, 2)
-        drawn = draw_boxes_on_image(drawn, res['corners'], cam2img,
-                                    (0, 0, 255), 2, res['labels'])
+        drawn = draw_boxes_on_image(with_gt, res['boxes_3d'], cam2img,
+                                    labels=res['labels'])
         ax = fig.add_subplot(grid[row, 0])
-        ax.imshow(drawn[..., ::-1])
+        ax.imshow(drawn)
         ax.set_axis_off()
-        ax.set_title(f'{res["name"]}: {len(res["corners"])} detections '
+        ax.set_title(f'{res["name"]}: {len(res["boxes_3d"])} detections '
                      '(white = ground truth)', fontsize=9)
-        draw_bev(fig.add_subplot(grid[row, 1]), gt_corners, res['corners'],
-                 res['labels'], 'BEV (black = GT)')
+        ax = fig.add_subplot(grid[row, 1])
+        ax.imshow(draw_bev(gt_boxes, res['boxes_3d'], res['labels']))
+        ax.set_axis_off()
+        ax.set_title('BEV, 60 m (white = GT)', fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -111,7 +141,9 @@ def side_by_side(img: np.ndarray, cam2img: np.ndarray,
 
 def kitti_lines(boxes_3d, boxes_2d: np.ndarray, scores: np.ndarray,
                 names: Sequence[str]) -> List[str]:
-    """KITTI result lines for camera boxes (x, y, z, l, h, w, ry)."""
+    """KITTI result lines for camera boxes (x, y, z, l, h, w, ry) of one
+    image (``KittiMetric.format_results`` writes them for a whole info
+    file; this is the single-image case of the demo)."""
     lines = []
     t = boxes_3d.tensor.numpy() if hasattr(boxes_3d, 'tensor') else \
         np.asarray(boxes_3d)
@@ -131,5 +163,4 @@ def write_kitti_txt(path: str, lines: List[str]) -> None:
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         f.write('\n'.join(lines) + ('\n' if lines else ''))
-    import os
     os.replace(tmp, path)
