@@ -1,13 +1,12 @@
 """Tests of the selective scan: exactness, gradients, speed and dispatch."""
 import itertools
-import time
 
 import pytest
 import torch
 
 from monoasd.models.layers import selective_scan as scan_mod
-from monoasd.models.layers import (selective_scan_fn, selective_scan_ref,
-                                   selective_scan_torch)
+from monoasd.models.layers import (selective_scan_fn, selective_scan_fused,
+                                   selective_scan_ref, selective_scan_torch)
 
 
 def _inputs(form, batch=2, dim=4, dstate=3, seqlen=37, groups=2,
@@ -114,24 +113,103 @@ def test_gradients_match_reference(form):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_fast_path_beats_reference_and_matches():
+def test_long_sequence_matches_reference():
+    # (speed is the benchmark's business: tools/analysis_tools/benchmark.py)
     inputs = _inputs('shared', batch=1, dim=16, dstate=16, seqlen=4096)
     args = [inputs[k] for k in 'u delta A B C'.split()]
     kwargs = dict(
         D=inputs['D'], delta_bias=inputs['delta_bias'], delta_softplus=True)
+    ref = selective_scan_ref(*args, **kwargs)
+    for func in (selective_scan_torch, selective_scan_fused):
+        torch.testing.assert_close(func(*args, **kwargs), ref, atol=1e-4,
+                                   rtol=0)
 
-    def best_time(func):
-        times, out = [], None
-        for _ in range(2):
-            start = time.perf_counter()
-            out = func(*args, **kwargs)
-            times.append(time.perf_counter() - start)
-        return min(times), out
 
-    t_ref, ref = best_time(selective_scan_ref)
-    t_fast, out = best_time(selective_scan_torch)
-    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
-    assert t_fast < t_ref, (t_fast, t_ref)
+# ------------------------------------------------------ fused numba kernels
+def _fused_grads(func, inputs, **kwargs):
+    names = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias']
+    tensors = [inputs[k].clone().requires_grad_() for k in names]
+    out, last = func(*tensors, delta_softplus=True, return_last_state=True,
+                     **kwargs)
+    weights = torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(
+        out)
+    loss = (out * weights).sum() + last.square().sum()
+    return [out.detach(), last.detach()] + list(
+        torch.autograd.grad(loss, tensors))
+
+
+@pytest.mark.parametrize('dtype,atol', [(torch.float64, 1e-10),
+                                        (torch.float32, 1e-4)])
+def test_fused_scan_matches_reference_values_and_gradients(dtype, atol):
+    """Outputs, last state and the gradient of every input equal the
+    sequential loop's, for checkpoint blocks shorter than, equal to and
+    longer than the sequence (float64: to rounding)."""
+    inputs = _inputs('shared', batch=2, dim=5, dstate=4, seqlen=37,
+                     dtype=dtype)
+    want = _fused_grads(selective_scan_ref, inputs)
+    for block in (1, 5, 37, 64):
+        got = _fused_grads(selective_scan_fused, inputs, block=block)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=atol, rtol=atol)
+
+
+def test_fused_scan_all_options_and_decays():
+    for flags in itertools.product([False, True], repeat=4):
+        inputs = _inputs('shared')
+        args = [inputs[k] for k in 'u delta A B C'.split()]
+        kwargs = _options(inputs, *flags)
+        ref, ref_last = selective_scan_ref(*args, **kwargs)
+        out, last = selective_scan_fused(*args, **kwargs)
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+        torch.testing.assert_close(last, ref_last, atol=1e-4, rtol=0)
+    for delta_scale, a_scale in ((5.0, 16.0), (1e-3, 1.0)):
+        inputs = _inputs('shared', dim=8, dstate=16, seqlen=500,
+                         delta_scale=delta_scale, a_scale=a_scale)
+        args = [inputs[k] for k in 'u delta A B C'.split()]
+        ref = selective_scan_ref(*args)
+        out = selective_scan_fused(*args)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+
+
+def test_fused_scan_gradcheck_float64():
+    inputs = _inputs('shared', dim=3, dstate=2, seqlen=7, dtype=torch.float64)
+    names = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias']
+    tensors = [inputs[k].requires_grad_() for k in names]
+
+    def func(u, delta, A, B, C, D, z, delta_bias):
+        return selective_scan_fused(u, delta, A, B, C, D, z, delta_bias,
+                                    delta_softplus=True,
+                                    return_last_state=True, block=3)
+
+    assert torch.autograd.gradcheck(func, tensors)
+
+
+def test_fused_scan_does_not_depend_on_the_thread_count():
+    import numba
+    inputs = _inputs('shared', batch=2, dim=9, dstate=4, seqlen=50)
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(_fused_grads(selective_scan_fused, inputs))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_fused_scan_refuses_other_forms():
+    for form in ('const', 'group'):
+        inputs = _inputs(form)
+        args = [inputs[k] for k in 'u delta A B C'.split()]
+        with pytest.raises(ValueError, match='B and C of shape'):
+            selective_scan_fused(*args)
+    inputs = _inputs('shared')
+    args = [inputs[k] for k in 'u delta A B C'.split()]
+    with pytest.raises(ValueError, match='block'):
+        selective_scan_fused(*args, block=0)
 
 
 def test_output_dtype_follows_u():
@@ -166,8 +244,14 @@ def test_dispatcher_logs_the_path_once(monkeypatch):
     args = [inputs[k] for k in 'u delta A B C'.split()]
     selective_scan_fn(*args)
     selective_scan_fn(*args)
-    assert len(messages) == 1
-    assert 'PyTorch' in messages[0] and 'cpu' in messages[0]
+    # ConvMamba's form (B, C shared by all channels) takes the fused path
+    assert len(messages) == 1 and 'fused numba' in messages[0]
+    inputs = _inputs('group', seqlen=8)
+    args = [inputs[k] for k in 'u delta A B C'.split()]
+    selective_scan_fn(*args)
+    selective_scan_fn(*args)
+    assert len(messages) == 2
+    assert 'PyTorch' in messages[1] and 'cpu' in messages[1]
 
 
 @pytest.mark.skipif(

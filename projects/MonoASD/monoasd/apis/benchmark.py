@@ -11,7 +11,8 @@ worst of its repetitions. Sections:
 * ``train``: seconds per training iteration, distiller vs student alone,
   with the forward time of each part (forward hooks) and the FLOPs of both
   steps (``torch.utils.flop_counter``, forward + backward);
-* ``scan``: the chunked CPU selective scan vs the sequential scan;
+* ``scan``: the fused (numba) and the chunked CPU selective scans vs the
+  sequential scan;
 * ``data``: training-pipeline samples/s with and without the depth map;
 * ``eval``: KittiMetric wall time on replicated frames, IoU share;
 * ``memory``: peak resident memory of a training step (fresh process).
@@ -272,8 +273,10 @@ def bench_train(student_cfg: Config, distill_cfg: Config, batch: dict,
 def bench_scan(levels: Sequence = KITTI_LEVELS, batch: int = 2,
                expand: int = 2, d_state: int = 16, reps: int = 3,
                seed: int = 0) -> List[dict]:
-    """Chunked CPU scan vs the sequential scan, forward and fwd+bwd."""
-    from ..models.layers.selective_scan import (selective_scan_ref,
+    """Fused and chunked CPU scans vs the sequential scan, forward and
+    fwd+bwd (max errors of outputs and input gradients vs sequential)."""
+    from ..models.layers.selective_scan import (selective_scan_fused,
+                                                selective_scan_ref,
                                                 selective_scan_torch)
     g = torch.Generator().manual_seed(seed)
     rows = []
@@ -299,18 +302,33 @@ def bench_scan(levels: Sequence = KITTI_LEVELS, batch: int = 2,
                 fn(*leaves, delta_softplus=True).sum().backward()
             return run
 
-        with torch.no_grad():
-            err = (selective_scan_torch(*args, delta_softplus=True) -
-                   selective_scan_ref(*args, delta_softplus=True)).abs().max()
-        f = side_by_side(dict(chunked=fwd(selective_scan_torch),
-                              sequential=fwd(selective_scan_ref)), reps)
-        fb = side_by_side(dict(chunked=fwd_bwd(selective_scan_torch),
-                               sequential=fwd_bwd(selective_scan_ref)), reps)
-        rows.append(dict(
-            L=length, D=d, N=d_state, batch=batch, max_abs_err=float(err),
-            forward=f, forward_backward=fb,
-            speedup_forward=ratio(f['sequential'], f['chunked']),
-            speedup_forward_backward=ratio(fb['sequential'], fb['chunked'])))
+        def outputs(fn):
+            leaves = [a.detach().requires_grad_() for a in args]
+            out = fn(*leaves, delta_softplus=True)
+            grads = torch.autograd.grad(out.sum(), leaves)
+            return [out.detach()] + list(grads)
+
+        ref = outputs(selective_scan_ref)
+
+        def max_err(fn):
+            return max(float((a - b).abs().max())
+                       for a, b in zip(outputs(fn), ref))
+
+        impls = dict(fused=selective_scan_fused,
+                     chunked=selective_scan_torch,
+                     sequential=selective_scan_ref)
+        f = side_by_side({k: fwd(v) for k, v in impls.items()}, reps)
+        fb = side_by_side({k: fwd_bwd(v) for k, v in impls.items()}, reps)
+        row = dict(L=length, D=d, N=d_state, batch=batch, forward=f,
+                   forward_backward=fb)
+        for name in ('fused', 'chunked'):
+            row[f'{name}_max_abs_err'] = max_err(impls[name])
+            row[f'{name}_speedup_forward'] = ratio(f['sequential'], f[name])
+            row[f'{name}_speedup_forward_backward'] = ratio(
+                fb['sequential'], fb[name])
+        row['max_abs_err'] = max(row['fused_max_abs_err'],
+                                 row['chunked_max_abs_err'])
+        rows.append(row)
     return rows
 
 
@@ -486,6 +504,12 @@ def fmt(x: float, digits: int = 3) -> str:
     return f'{x:.{digits}f}'
 
 
+def fmt_spread(t: Dict[str, float], digits: int = 3) -> str:
+    """``median [best, worst]`` of one :func:`side_by_side` entry."""
+    return (f'{fmt(t["median"], digits)} [{fmt(t["best"], digits)}, '
+            f'{fmt(t["worst"], digits)}]')
+
+
 #: Student and distiller configs of each profile (configs/monoasd/).
 PROFILES = {
     'tiny': ('did-m3d_dla34_tiny_mini-kitti-car_student.py',
@@ -614,19 +638,27 @@ def format_report(res: dict) -> str:
     scan = res.get('scan')
     if scan:
         lines += ['### Selective scan (CPU)', '',
-                  '| L | D | fwd chunked s | fwd sequential s | speed-up | '
-                  'fwd+bwd chunked s | fwd+bwd sequential s | speed-up | '
-                  'max err |', '|---|---|---|---|---|---|---|---|---|']
+                  'Seconds, median [best, worst]; speed-up over the '
+                  'sequential scan; max error of the output and of every '
+                  'input gradient against the sequential scan.', '',
+                  '| L | D | pass | fused s | chunked s | sequential s | '
+                  'fused speed-up | chunked speed-up |',
+                  '|---|---|---|---|---|---|---|---|']
         for r in scan:
-            f, fb = r['forward'], r['forward_backward']
-            lines.append(
-                f'| {r["L"]} | {r["D"]} | {fmt(f["chunked"]["median"])} | '
-                f'{fmt(f["sequential"]["median"])} | '
-                f'{r["speedup_forward"]:.1f}x | '
-                f'{fmt(fb["chunked"]["median"])} | '
-                f'{fmt(fb["sequential"]["median"])} | '
-                f'{r["speedup_forward_backward"]:.1f}x | '
-                f'{r["max_abs_err"]:.1e} |')
+            for label, key, sp in (('fwd', 'forward', 'speedup_forward'),
+                                   ('fwd+bwd', 'forward_backward',
+                                    'speedup_forward_backward')):
+                t = r[key]
+                lines.append(
+                    f'| {r["L"]} | {r["D"]} | {label} | '
+                    f'{fmt_spread(t["fused"])} | '
+                    f'{fmt_spread(t["chunked"])} | '
+                    f'{fmt_spread(t["sequential"])} | '
+                    f'{r["fused_" + sp]:.1f}x | {r["chunked_" + sp]:.1f}x |')
+        lines.append('')
+        lines.append('max error, fused / chunked: ' + ', '.join(
+            f'L={r["L"]}: {r["fused_max_abs_err"]:.1e} / '
+            f'{r["chunked_max_abs_err"]:.1e}' for r in scan))
         lines.append('')
     ev = res.get('eval')
     if ev:

@@ -11,9 +11,12 @@ batch ``b``, channel ``d`` and step ``t`` it runs, from a zero state
     out_t   = y_t * silu(z_t)                (only if ``z`` is given)
 
 On CUDA tensors it calls mamba_ssm's kernel when that package imports.
-Otherwise it runs :func:`selective_scan_torch`, an exact chunked scan
-written with differentiable PyTorch operations. The first call of each
-path is logged; there is no silent fallback.
+On the CPU, for ``B``/``C`` shared by all channels (ConvMamba's form), it
+runs :func:`selective_scan_fused`, numba kernels with an exact adjoint
+backward (``selective_scan_numba.py``). Otherwise it runs
+:func:`selective_scan_torch`, an exact chunked scan written with
+differentiable PyTorch operations. The first call of each path is logged;
+there is no silent fallback.
 
 :func:`selective_scan_ref` is the plain step-by-step loop; it is slow and
 serves as the reference in tests.
@@ -29,6 +32,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..utils.float32 import float32_region
+from .selective_scan_numba import (DEFAULT_BLOCK, fused_scan_core,
+                                   fused_scan_supported)
 
 ScanOutput = Union[Tensor, Tuple[Tensor, Tensor]]
 
@@ -127,10 +132,24 @@ def selective_scan_fn(u: Tensor,
             f'({_MAMBA_IMPORT_ERROR}); using the chunked PyTorch scan on '
             'CUDA tensors (exact, but slower and more memory-hungry than '
             'the kernel). Install mamba-ssm to use the kernel.')
+    elif fused_scan_supported(u, A, B, C):
+        _log_once('fused', 'selective_scan_fn: using the fused numba CPU '
+                  'scan.')
+        return selective_scan_fused(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D=D,
+            z=z,
+            delta_bias=delta_bias,
+            delta_softplus=delta_softplus,
+            return_last_state=return_last_state)
     else:
         _log_once(
             'torch', 'selective_scan_fn: using the chunked PyTorch scan '
-            f'(tensors on {u.device.type}).')
+            f'(tensors on {u.device.type}; B/C of shape {tuple(B.shape)}).')
     return selective_scan_torch(
         u,
         delta,
@@ -566,4 +585,42 @@ def selective_scan_torch(u: Tensor,
         bc_to_chunks(C, 'C'))
     y = y.permute(1, 3, 2, 0).reshape(batch, dim, n_chunks * steps)
     out = _finish(y[:, :, :seqlen], u_c, D, z, u.dtype)
+    return (out, last) if return_last_state else out
+
+
+def selective_scan_fused(u: Tensor,
+                         delta: Tensor,
+                         A: Tensor,
+                         B: Tensor,
+                         C: Tensor,
+                         D: Optional[Tensor] = None,
+                         z: Optional[Tensor] = None,
+                         delta_bias: Optional[Tensor] = None,
+                         delta_softplus: bool = False,
+                         return_last_state: bool = False,
+                         block: int = DEFAULT_BLOCK) -> ScanOutput:
+    """Selective scan with the fused numba CPU kernels.
+
+    Same arguments and returns as :func:`selective_scan_fn`, for CPU
+    tensors with ``B`` and ``C`` of shape (B, N, L). The core recurrence
+    and its exact adjoint run in numba (``selective_scan_numba.py``); bias,
+    softplus, ``D`` and ``z`` use ordinary autograd. Double backward is not
+    supported.
+
+    Args:
+        block (int): Steps between the forward's state checkpoints, which
+            the backward recomputes from. Defaults to 64.
+    """
+    _check_inputs(u, delta, A, B, C)
+    if not fused_scan_supported(u, A, B, C):
+        raise ValueError(
+            'selective_scan_fused needs CPU tensors with B and C of shape '
+            f'(B, N, L) = {(u.shape[0], A.shape[1], u.shape[2])}, got '
+            f'{tuple(B.shape)} and {tuple(C.shape)} on {u.device}')
+    dtype = _compute_dtype(u, delta, A, B, C)
+    u_c, dt = _prepare(u, delta, delta_bias, delta_softplus, dtype)
+    with torch.autocast('cpu', enabled=False):
+        y, last = fused_scan_core(dt, dt * u_c, A.to(dtype), B.to(dtype),
+                                  C.to(dtype), block)
+    out = _finish(y, u_c, D, z, u.dtype)
     return (out, last) if return_last_state else out
