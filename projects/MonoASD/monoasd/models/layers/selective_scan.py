@@ -110,47 +110,29 @@ def selective_scan_fn(u: Tensor,
         ``u``, and with ``return_last_state`` the final state (B, D, N) in
         float32 (float64 for float64 inputs on the PyTorch path).
     """
+    impl = selective_scan_torch
     if u.is_cuda:
         kernel = _mamba_kernel()
         if kernel is not None:
             _log_once(
                 'cuda', 'selective_scan_fn: using the mamba_ssm CUDA kernel.')
-            return kernel(
-                u,
-                delta,
-                A,
-                B,
-                C,
-                D=D,
-                z=z,
-                delta_bias=delta_bias,
-                delta_softplus=delta_softplus,
-                return_last_state=return_last_state)
-        _log_once(
-            'torch-cuda',
-            'selective_scan_fn: mamba_ssm is not available '
-            f'({_MAMBA_IMPORT_ERROR}); using the chunked PyTorch scan on '
-            'CUDA tensors (exact, but slower and more memory-hungry than '
-            'the kernel). Install mamba-ssm to use the kernel.')
+            impl = kernel
+        else:
+            _log_once(
+                'torch-cuda',
+                'selective_scan_fn: mamba_ssm is not available '
+                f'({_MAMBA_IMPORT_ERROR}); using the chunked PyTorch scan on '
+                'CUDA tensors (exact, but slower and more memory-hungry than '
+                'the kernel). Install mamba-ssm to use the kernel.')
     elif fused_scan_supported(u, A, B, C):
         _log_once('fused', 'selective_scan_fn: using the fused numba CPU '
                   'scan.')
-        return selective_scan_fused(
-            u,
-            delta,
-            A,
-            B,
-            C,
-            D=D,
-            z=z,
-            delta_bias=delta_bias,
-            delta_softplus=delta_softplus,
-            return_last_state=return_last_state)
+        impl = selective_scan_fused
     else:
         _log_once(
             'torch', 'selective_scan_fn: using the chunked PyTorch scan '
             f'(tensors on {u.device.type}; B/C of shape {tuple(B.shape)}).')
-    return selective_scan_torch(
+    return impl(
         u,
         delta,
         A,
