@@ -34,10 +34,18 @@ except ImportError:  # pragma: no cover - numba is a requirement
 DEFAULT_BLOCK = 64
 #: Channel groups of the B/C gradient sums (fixed: thread-independent).
 GRAD_GROUPS = 4
+#: LLVM fast-math flags of the kernels: reassociation and contraction (FMA)
+#: of the sums, but no assumption that values are finite.
+FASTMATH = {'reassoc', 'contract', 'nsz', 'arcp'}
 
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
+
+
+def _zero(t: Tensor):
+    """A NumPy zero of ``t``'s dtype (the kernels' accumulators)."""
+    return np.zeros((), dtype=_np(t).dtype)[()]
 
 
 def numba_available() -> bool:
@@ -47,29 +55,30 @@ def numba_available() -> bool:
 
 if numba is not None:
 
-    @njit(parallel=True, cache=True)
-    def _forward_kernel(dt, du, A, Bt, Ct, block, y, ckpt, last):
+    @njit(parallel=True, cache=True, fastmath=FASTMATH)
+    def _forward_kernel(dt, du, A, Bt, Ct, block, zero, y, ckpt, last):
         nb, nd, nl = dt.shape
         nn_ = A.shape[1]
         for row in prange(nb * nd):
             b = row // nd
             d = row % nd
             h = np.zeros(nn_, dt.dtype)
+            a = A[d].copy()
             for t in range(nl):
                 if t % block == 0:
                     ckpt[b, d, t // block, :] = h
                 dtt = dt[b, d, t]
                 dut = du[b, d, t]
-                acc = 0.0
+                acc = zero  # accumulate in the inputs' precision
                 for n in range(nn_):
-                    h[n] = np.exp(dtt * A[d, n]) * h[n] + dut * Bt[b, t, n]
+                    h[n] = np.exp(dtt * a[n]) * h[n] + dut * Bt[b, t, n]
                     acc += Ct[b, t, n] * h[n]
                 y[b, d, t] = acc
             last[b, d, :] = h
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=True, cache=True, fastmath=FASTMATH)
     def _backward_kernel(dt, du, A, Bt, Ct, ckpt, gy, glast, block,
-                         groups, g_dt, g_du, g_A_rows, g_B_parts,
+                         groups, zero, g_dt, g_du, g_A_rows, g_B_parts,
                          g_C_parts):
         nb, nd, nl = dt.shape
         nn_ = A.shape[1]
@@ -103,8 +112,8 @@ if numba is not None:
                         dtt = dt[b, d, t]
                         dut = du[b, d, t]
                         gyt = gy[b, d, t]
-                        gdt = 0.0
-                        gdu = 0.0
+                        gdt = zero
+                        gdu = zero
                         for n in range(nn_):
                             lam[n] += Ct[b, t, n] * gyt
                             g_C_parts[g, b, t, n] += gyt * hbuf[i + 1, n]
@@ -135,7 +144,7 @@ class _FusedScan(torch.autograd.Function):
         ckpt = dt.new_empty(nb, nd, -(-nl // block), nn_)
         last = dt.new_empty(nb, nd, nn_)
         _forward_kernel(_np(dt), _np(du), _np(A), _np(Bt), _np(Ct), block,
-                        _np(y), _np(ckpt), _np(last))
+                        _zero(dt), _np(y), _np(ckpt), _np(last))
         ctx.block = block
         ctx.save_for_backward(dt, du, A, Bt, Ct, ckpt)
         return y, last
@@ -160,8 +169,8 @@ class _FusedScan(torch.autograd.Function):
         g_C_parts = dt.new_zeros(groups, nb, nl, nn_)
         _backward_kernel(_np(dt), _np(du), _np(A), _np(Bt), _np(Ct),
                          _np(ckpt), _np(g_y), _np(g_last), ctx.block, groups,
-                         _np(g_dt), _np(g_du), _np(g_A_rows), _np(g_B_parts),
-                         _np(g_C_parts))
+                         _zero(dt), _np(g_dt), _np(g_du), _np(g_A_rows),
+                         _np(g_B_parts), _np(g_C_parts))
         return (g_dt, g_du, g_A_rows.sum(0), g_B_parts.sum(0),
                 g_C_parts.sum(0), None)
 
