@@ -49,6 +49,8 @@ def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
     (scan, ) = res['scan']
     assert scan['L'] == 96 and scan['D'] == 16
     assert scan['max_abs_err'] < 1e-4
+    assert scan['fused_grad_rel_err'] < 1e-4
+    assert scan['fused_speedup_forward'] > 0
     ev = res['eval']
     assert ev['frames'] == 12 and 0 < ev['iou_seconds'] < ev['seconds']
     assert ev['ap3d_moderate_strict'] is not None
