@@ -28,7 +28,8 @@ def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
         '2', '--data-workers', '0', '--out', str(out)])
     text = capsys.readouterr().out
     for title in ('### Inference, tiny', '### Training step, tiny',
-                  '### Data pipeline, tiny', '### Peak memory',
+                  '### Data pipeline, tiny', '### Training transforms, tiny',
+                  '### Peak memory',
                   '### Selective scan', '### KittiMetric'):
         assert title in text
     assert json.loads(out.read_text())['reps'] == 1
@@ -45,6 +46,8 @@ def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
     assert all(v > 0 for k, v in parts.items() if k != 'backward_step_rest')
     assert math.isfinite(train['time_vs_flop_ratio'])
     assert tiny['data'][0]['workers'] == 0
+    tms = tiny['transforms_ms']
+    assert tms['LoadDenseDepth'] > 0 and tms['LoadImageFromFileMono3D'] > 0
     assert tiny['memory']['distiller']['peak_mib'] > 100
     (scan, ) = res['scan']
     assert scan['L'] == 96 and scan['D'] == 16

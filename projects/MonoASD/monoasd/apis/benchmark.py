@@ -372,6 +372,28 @@ def bench_data(cfg: Config, workers: Sequence[int], batches: int,
     return rows
 
 
+def bench_transforms(cfg: Config, frames: int) -> Dict[str, float]:
+    """Milliseconds per frame of each training transform, one process
+    (where the pipeline's time goes, e.g. the depth PNG against the image).
+    """
+    from mmdet3d.registry import DATASETS, TRANSFORMS
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    pipeline = ds_cfg.pop('pipeline')
+    dataset = DATASETS.build(dict(ds_cfg, pipeline=[]))
+    transforms = [TRANSFORMS.build(t) for t in pipeline]
+    totals = {type(t).__name__: 0.0 for t in transforms}
+    np.random.seed(0)
+    for i in range(frames):
+        results = dataset.get_data_info(i % len(dataset))
+        for t in transforms:
+            start = time.perf_counter()
+            results = t(results)
+            totals[type(t).__name__] += time.perf_counter() - start
+            if results is None:  # a transform dropped the frame
+                break
+    return {k: 1e3 * v / frames for k, v in totals.items()}
+
+
 # --------------------------------------------------------------------- eval
 def bench_eval(cfg: Config, num_frames: int, seed: int = 0) -> dict:
     """KittiMetric on ``num_frames`` frames replicated from the val split.
@@ -571,6 +593,8 @@ def run_benchmark(config_dir: str, data_root: str,
         if 'data' in sections:
             log(f'[{prof}] data pipeline')
             sec['data'] = bench_data(s_cfg, data_workers, data_batches, bs)
+            sec['transforms_ms'] = bench_transforms(
+                s_cfg, data_batches * bs)
         if 'memory' in sections:
             log(f'[{prof}] memory')
             sec['memory'] = bench_memory(dict(student=s_path,
@@ -632,6 +656,12 @@ def format_report(res: dict) -> str:
             for r in data:
                 lines.append(f'| {r["workers"]} | {r["with_depth"]:.1f} | '
                              f'{r["image_only"]:.1f} | {r["ratio"]:.2f} |')
+            lines.append('')
+        tms = sec.get('transforms_ms')
+        if tms:
+            lines += [f'### Training transforms, {prof} (ms per frame, one '
+                      'process)', '', '| transform | ms |', '|---|---|']
+            lines += [f'| {k} | {v:.2f} |' for k, v in tms.items()]
             lines.append('')
         mem = sec.get('memory')
         if mem:
