@@ -267,3 +267,25 @@ def test_cuda_dispatch_matches_reference():
     })
     torch.testing.assert_close(out.cpu(), ref, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(last.cpu(), ref_last, atol=1e-3, rtol=1e-3)
+
+
+def test_fused_scan_keeps_torch_thread_count():
+    """numba's OpenMP layer shares the runtime with torch: its first launch
+    must not change torch's thread count (a fresh process, one thread)."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        'import torch\n'
+        'from monoasd.models.layers import selective_scan_fused\n'
+        'ins = [torch.rand(1, 4, 16), torch.rand(1, 4, 16), '
+        '-torch.rand(4, 2), torch.rand(1, 2, 16), torch.rand(1, 2, 16)]\n'
+        'ins = [t.requires_grad_() for t in ins]\n'
+        'import numba\n'
+        'selective_scan_fused(*ins).sum().backward()\n'
+        'print("threads", torch.get_num_threads(), numba.get_num_threads())\n')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    out = subprocess.run([sys.executable, '-c', code], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'threads 1 1' in out.stdout, out.stdout + out.stderr[-2000:]

@@ -16,6 +16,13 @@ which gives exactly the gradients of the sequential loop (no
 gradients sum over channels; they are accumulated in a fixed number of
 channel groups and summed in a fixed order, so the result does not depend
 on the thread count.
+
+The kernels run on as many numba threads as torch uses
+(``torch.get_num_threads()``), and torch's setting is put back after each
+launch: numba's OpenMP threading layer shares the OpenMP runtime with
+torch and would otherwise raise torch's thread count on its first launch
+(which made training depend on whether the scan had run yet in the
+process, e.g. across a resume).
 """
 from typing import Optional, Tuple
 
@@ -41,6 +48,19 @@ FASTMATH = {'reassoc', 'contract', 'nsz', 'arcp'}
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
+
+
+def _launch(kernel, *args) -> None:
+    """Run a numba kernel on torch's thread count; keep torch's setting.
+    """
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads,
+                                     numba.config.NUMBA_NUM_THREADS)))
+    try:
+        kernel(*args)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def _zero(t: Tensor):
@@ -143,8 +163,8 @@ class _FusedScan(torch.autograd.Function):
         y = dt.new_empty(nb, nd, nl)
         ckpt = dt.new_empty(nb, nd, -(-nl // block), nn_)
         last = dt.new_empty(nb, nd, nn_)
-        _forward_kernel(_np(dt), _np(du), _np(A), _np(Bt), _np(Ct), block,
-                        _zero(dt), _np(y), _np(ckpt), _np(last))
+        _launch(_forward_kernel, _np(dt), _np(du), _np(A), _np(Bt),
+                _np(Ct), block, _zero(dt), _np(y), _np(ckpt), _np(last))
         ctx.block = block
         ctx.save_for_backward(dt, du, A, Bt, Ct, ckpt)
         return y, last
@@ -167,10 +187,10 @@ class _FusedScan(torch.autograd.Function):
         g_A_rows = dt.new_zeros(nb, nd, nn_)
         g_B_parts = dt.new_zeros(groups, nb, nl, nn_)
         g_C_parts = dt.new_zeros(groups, nb, nl, nn_)
-        _backward_kernel(_np(dt), _np(du), _np(A), _np(Bt), _np(Ct),
-                         _np(ckpt), _np(g_y), _np(g_last), ctx.block, groups,
-                         _zero(dt), _np(g_dt), _np(g_du), _np(g_A_rows),
-                         _np(g_B_parts), _np(g_C_parts))
+        _launch(_backward_kernel, _np(dt), _np(du), _np(A), _np(Bt),
+                _np(Ct), _np(ckpt), _np(g_y), _np(g_last), ctx.block, groups,
+                _zero(dt), _np(g_dt), _np(g_du), _np(g_A_rows),
+                _np(g_B_parts), _np(g_C_parts))
         return (g_dt, g_du, g_A_rows.sum(0), g_B_parts.sum(0),
                 g_C_parts.sum(0), None)
 
