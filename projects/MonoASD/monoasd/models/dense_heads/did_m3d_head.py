@@ -367,7 +367,8 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
     @torch.no_grad()
     def get_targets(self, batch_data_samples: list,
                     feat_hw: Tuple[int, int],
-                    depth_map: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                    depth_map: Optional[Tensor] = None,
+                    with_response_mask: bool = False) -> Dict[str, Tensor]:
         """Stride-4 targets of design D1.5-D1.6 for a batch.
 
         Args:
@@ -378,6 +379,8 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
             feat_hw (tuple): Feature size (H, W).
             depth_map (Tensor, optional): (B, 1, H_in, W_in) metric depth;
                 defaults to the samples' ``gt_depth_map``.
+            with_response_mask (bool): Also draw ``response_mask``, which
+                only head distillation reads. Defaults to False.
 
         Returns:
             dict: ``heatmap`` (B, K, H, W) and per-object tensors in
@@ -385,9 +388,9 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
             ``offset_2d``, ``size_2d``, ``offset_3d``, ``depth``,
             ``size_3d``, ``heading_bin``, ``heading_res``, ``vis_depth``,
             ``att_depth``, ``depth_mask`` (N, 7, 7), ``boxes_2d`` (N, 4,
-            input frame); plus ``trans``, ``cams`` and ``response_mask``
-            (B, H, W), the cells that head distillation compares
-            (:meth:`DIDM3DCoder.response_mask`).
+            input frame); plus ``trans``, ``cams`` and, if asked,
+            ``response_mask`` (B, H, W), the cells that head distillation
+            compares (:meth:`DIDM3DCoder.response_mask`).
         """
         if depth_map is None:
             depth_map = stack_depth_maps(batch_data_samples)
@@ -466,10 +469,10 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
                     torch.bool if k == 'depth_mask' else torch.float32)
                 targets[k] = torch.zeros(empty[k], dtype=dtype,
                                          device=device)
-        # where head distillation compares the dense 2D maps
-        targets['response_mask'] = self.bbox_coder.response_mask(
-            targets['boxes_2d'], targets['batch_idx'],
-            len(batch_data_samples), (fh, fw))
+        if with_response_mask:  # where head distillation compares maps
+            targets['response_mask'] = self.bbox_coder.response_mask(
+                targets['boxes_2d'], targets['batch_idx'],
+                len(batch_data_samples), (fh, fw))
         return targets
 
     # --------------------------------------------------------------- losses

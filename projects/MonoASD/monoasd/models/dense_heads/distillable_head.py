@@ -18,9 +18,12 @@ class DistillableHeadMixin:
     """
 
     def get_targets(self, batch_data_samples: Sequence,
-                    feat_size: Tuple[int, int]) -> Dict:
+                    feat_size: Tuple[int, int],
+                    with_response_mask: bool = False) -> Dict:
         """Training targets of a batch on a feature map of ``feat_size``
-        (everything read from the data samples)."""
+        (everything read from the data samples); with
+        ``with_response_mask`` also the (B, H, W) ``response_mask`` that
+        head distillation compares the dense maps on."""
         raise NotImplementedError
 
     def forward_train(self, feat: Tensor, targets: Dict) -> Dict:

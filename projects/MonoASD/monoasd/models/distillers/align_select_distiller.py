@@ -333,7 +333,8 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         does_head_kd = self.loss_head is not None
 
         if did_head:
-            targets = s_head.get_targets(data_samples, s_feats[0].shape[-2:])
+            targets = s_head.get_targets(data_samples, s_feats[0].shape[-2:],
+                                         with_response_mask=does_head_kd)
             s_out = s_head.forward_train(s_feats[0], targets)
             losses = s_head.loss_by_feat(s_out, targets)
         else:  # any mmdet3d dense head: loss(x, batch_data_samples)

@@ -85,6 +85,10 @@ class DIDHeadDistillLoss(nn.Module):
         s_roi, t_roi = student['rois'], teacher['rois']
         n = targets['labels'].numel()
         bsz, _, h, w = student['offset_2d'].shape
+        if 'response_mask' not in targets:
+            raise KeyError('head distillation needs targets["response_mask"]: '
+                           'build the targets with get_targets(..., '
+                           'with_response_mask=True)')
         mask = targets['response_mask']
         if tuple(mask.shape) != (bsz, h, w):
             raise ValueError(
