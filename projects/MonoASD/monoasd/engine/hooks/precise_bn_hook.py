@@ -28,7 +28,7 @@ def update_bn_stats(model: nn.Module, batches, num_iters: int) -> int:
 
     With small batches the exponential moving average that BatchNorm keeps
     lags and differs from the statistics the network was trained with
-    (docs/design.md, "Precise BN"). The forward is the detector's
+    (docs/design.md, D3.1). The forward is the detector's
     ``mode='tensor'`` path (backbone, neck and dense heads) in train mode
     without gradients; momenta and train/eval modes are restored.
 
