@@ -12,6 +12,7 @@ from mmdet3d.evaluation.metrics import KittiMetric
 from mmdet3d.registry import METRICS
 
 from ..datasets.kitti_check import frame_name
+from ..utils.threads import torch_threads_kept
 
 
 def info_frame_name(info: dict, cam_key: str = 'CAM2') -> str:
@@ -37,6 +38,10 @@ class MonoKittiMetric(KittiMetric):
     frames in order until one has an object, so a val split whose *first*
     frame has no label line at all raises ``IndexError``. Frames are handed
     to it with annotated frames first (AP does not depend on frame order).
+
+    Its numba ``parallel=True`` IoU kernel would raise torch's thread count
+    for the rest of the process (``monoasd/utils/threads.py``); the
+    evaluation runs on torch's thread count and leaves it unchanged.
     """
 
     def kitti_evaluate(self, results_dict: dict, gt_annos: List[dict],
@@ -62,8 +67,9 @@ class MonoKittiMetric(KittiMetric):
         gt_annos = [gt_annos[i] for i in order]
         results_dict = {name: [dets[i] for i in order]
                         for name, dets in results_dict.items()}
-        return super().kitti_evaluate(results_dict, gt_annos, metric,
-                                      classes, logger)
+        with torch_threads_kept():
+            return super().kitti_evaluate(results_dict, gt_annos, metric,
+                                          classes, logger)
 
     def bbox2result_kitti(self, net_outputs: List[dict],
                           sample_idx_list: List[int], class_names: List[str],

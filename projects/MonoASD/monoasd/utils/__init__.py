@@ -8,6 +8,7 @@ from .reference_converter import (REFERENCE_CLASSES, ConversionError,
                                   convert_checkpoint_file,
                                   convert_imagenet_dla, convert_reference,
                                   fit_to_model, reference_state_dict)
+from .threads import torch_threads_kept
 
 apply_safe_checkpoint_loading()
 
@@ -17,5 +18,5 @@ __all__ = [
     'load_from_local_safe', 'safe_torch_load', 'save_checkpoint_atomic',
     'REFERENCE_CLASSES', 'ConversionError', 'convert_checkpoint_file',
     'convert_imagenet_dla', 'convert_reference', 'fit_to_model',
-    'reference_state_dict'
+    'reference_state_dict', 'torch_threads_kept'
 ]

@@ -22,7 +22,7 @@ The kernels run on as many numba threads as torch uses
 launch: numba's OpenMP threading layer shares the OpenMP runtime with
 torch and would otherwise raise torch's thread count on its first launch
 (which made training depend on whether the scan had run yet in the
-process, e.g. across a resume).
+process, e.g. across a resume); see ``monoasd/utils/threads.py``.
 """
 from typing import Optional, Tuple
 
@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from ...utils.threads import torch_threads_kept
 
 try:
     import numba
@@ -53,14 +55,8 @@ def _np(t: Tensor) -> np.ndarray:
 def _launch(kernel, *args) -> None:
     """Run a numba kernel on torch's thread count; keep torch's setting.
     """
-    threads = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(threads,
-                                     numba.config.NUMBA_NUM_THREADS)))
-    try:
+    with torch_threads_kept():
         kernel(*args)
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
 
 
 def _zero(t: Tensor):
