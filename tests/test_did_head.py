@@ -853,3 +853,37 @@ def test_roi_grad_scale_scales_only_the_roi_terms_on_the_feature_map():
                               float(g1.abs().max()))
     assert torch.allclose(grads[1.0, 'loss_heading'][1],
                           grads[0.1, 'loss_heading'][1])
+
+
+def test_depth_output_init_zero_starts_every_roi_at_the_prior():
+    """``depth_output_init='zero'``: whatever the seed, every visual depth
+    starts at ``depth_prior x scale_depth`` and every log-variance at 0;
+    the output convs still get gradients. The reference init does not."""
+    sample, depth = hand_sample()
+    sample.gt_depth_map = PixelData(data=depth[0])
+    targets = None
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        head = make_head(htl=None, depth_prior=20.0, depth_output_init='zero')
+        head.train()
+        feat = torch.randn(1, 8, *FEAT_HW, generator=torch.Generator(
+        ).manual_seed(seed))
+        targets = head.get_targets([sample], FEAT_HW)
+        out = head.forward_train(feat, targets)
+        rois = out['rois']
+        # scale_depth is 1 here: the sample's affine is the identity
+        assert torch.allclose(rois['vis_depth'],
+                              torch.full_like(rois['vis_depth'], 20.0))
+        assert torch.all(rois['vis_depth_uncer'] == 0)
+        assert torch.all(rois['att_depth_uncer'] == 0)
+        loss = head.loss_by_feat(out, targets)['loss_depth']
+        grads = torch.autograd.grad(
+            loss, [head.vis_depth[-1].weight, head.vis_depth_uncer[-1].weight,
+                   head.att_depth_uncer[-1].weight])
+        assert all(g.abs().sum() > 0 for g in grads)
+    torch.manual_seed(0)
+    ref = make_head(htl=None, depth_prior=20.0)
+    out = ref.forward_train(torch.randn(1, 8, *FEAT_HW), targets)
+    assert out['rois']['vis_depth_uncer'].std() > 0
+    with pytest.raises(ValueError, match='depth_output_init'):
+        make_head(depth_output_init='ones')

@@ -116,6 +116,15 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
         min_radius (int): Smallest heatmap Gaussian radius (feature cells).
             The reference uses 0: an object a few cells wide is a single
             positive cell. Defaults to 0.
+        depth_output_init (str): Init of the output convs of ``vis_depth``,
+            ``vis_depth_uncer`` and ``att_depth_uncer``, the three outputs
+            that go through ``exp``: ``'xavier'`` (the reference) or
+            ``'zero'`` (zero weights: every visual depth starts at
+            ``depth_prior`` (or 1 x ``scale_depth``) and every log-variance
+            at 0, whatever the random init of the layers below). With
+            Xavier the initial depth loss depends on the seed (11 to 170 in
+            the overfit test), and a large one keeps the RGB student's
+            heatmap from learning. Defaults to ``'xavier'``.
         roi_grad_scale (float): Factor on the gradient that the ROI branch
             (3D terms) sends into the shared feature map; the ROI heads
             themselves learn at full rate. At random init the depth term's
@@ -151,6 +160,7 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
                  detach_scale_depth: bool = False,
                  min_radius: int = 0,
                  roi_grad_scale: float = 1.0,
+                 depth_output_init: str = 'xavier',
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -211,6 +221,10 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
             raise ValueError(
                 f'roi_grad_scale must be >= 0, got {roi_grad_scale}')
         self.roi_grad_scale = float(roi_grad_scale)
+        if depth_output_init not in ('xavier', 'zero'):
+            raise ValueError("depth_output_init must be 'xavier' or 'zero', "
+                             f'got {depth_output_init!r}')
+        self.depth_output_init = depth_output_init
         self._did_init()
 
     # ------------------------------------------------------------------ init
@@ -233,6 +247,10 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
                 elif isinstance(m, nn.BatchNorm2d):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
+        if self.depth_output_init == 'zero':
+            for head in (self.vis_depth, self.vis_depth_uncer,
+                         self.att_depth_uncer):
+                nn.init.zeros_(head[-1].weight)
         if self.depth_prior is not None:
             # vis = exp(-raw) * scale: start every visual depth at the prior
             nn.init.constant_(self.vis_depth[-1].bias,
