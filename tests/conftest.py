@@ -3,6 +3,7 @@ import importlib
 import importlib.util
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,18 @@ MINI_WIDTH, MINI_HEIGHT = 621, 188
 MINI_NUM_TRAIN, MINI_NUM_VAL, MINI_NUM_TEST = 4, 2, 1
 #: Full-size frames memorised by the overfit test (``overfit_data``).
 OVERFIT_FRAMES = 8
+
+
+def run_python_one_thread(code: str) -> str:
+    """Run ``code`` in a fresh Python process under ``OMP_NUM_THREADS=1``
+    and return its stdout (numba's first parallel launch in a process is
+    what raises torch's thread count; a warm pytest process would hide
+    it)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    out = subprocess.run([sys.executable, '-c', code], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
 
 
 def free_port() -> int:

@@ -3,9 +3,8 @@
 Trains the tiny teacher (dense depth input) and the tiny RGB student with
 mmengine's Runner on eight synthetic KITTI frames, all eight in every batch,
 for 150 (teacher) and 250 (student) iterations (lr 3e-3, x0.1 for the last
-quarter) and evaluates them
-with mmdet3d's KittiMetric on the same frames. Marked slow (a few minutes
-per model on a 2-core CPU); CI runs it.
+quarter) and evaluates them with mmdet3d's KittiMetric on the same frames.
+Marked slow (a few minutes per model on a 2-core CPU); CI runs it.
 
 What made memorising possible (measured with this test, README "Tests"):
 the tiny head's ``depth_prior`` (the visual depth starts at scene scale

@@ -8,6 +8,8 @@ from monoasd.models.layers import selective_scan as scan_mod
 from monoasd.models.layers import (selective_scan_fn, selective_scan_fused,
                                    selective_scan_ref, selective_scan_torch)
 
+from conftest import run_python_one_thread
+
 
 def _inputs(form, batch=2, dim=4, dstate=3, seqlen=37, groups=2,
             dtype=torch.float32, seed=0, delta_scale=0.5, a_scale=2.0):
@@ -272,9 +274,6 @@ def test_cuda_dispatch_matches_reference():
 def test_fused_scan_keeps_torch_thread_count():
     """numba's OpenMP layer shares the runtime with torch: its first launch
     must not change torch's thread count (a fresh process, one thread)."""
-    import os
-    import subprocess
-    import sys
     code = (
         'import torch\n'
         'from monoasd.models.layers import selective_scan_fused\n'
@@ -284,8 +283,5 @@ def test_fused_scan_keeps_torch_thread_count():
         'import numba\n'
         'selective_scan_fused(*ins).sum().backward()\n'
         'print("threads", torch.get_num_threads(), numba.get_num_threads())\n')
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    out = subprocess.run([sys.executable, '-c', code], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert 'threads 1 1' in out.stdout, out.stdout + out.stderr[-2000:]
+    out = run_python_one_thread(code)
+    assert 'threads 1 1' in out, out

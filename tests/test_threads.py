@@ -6,10 +6,10 @@ OpenMP layer raises torch's count on its *first* parallel launch, which an
 already-warm pytest process would hide.
 """
 import os
-import subprocess
-import sys
 
 import pytest
+
+from conftest import run_python_one_thread
 
 PRELUDE = (
     'import numpy as np, torch\n'
@@ -21,11 +21,7 @@ PRELUDE = (
 
 
 def run_fresh(code: str) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    out = subprocess.run([sys.executable, '-c', PRELUDE + code], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+    return run_python_one_thread(PRELUDE + code)
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2,

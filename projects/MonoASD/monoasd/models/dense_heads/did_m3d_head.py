@@ -124,7 +124,8 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
             at 0, whatever the random init of the layers below). With
             Xavier the depth loss depends on the seed (after 25 iterations
             of the overfit test 11 at seed 0, 43 to 168 at seed 1), and a
-            large one keeps the RGB student's heatmap from learning. Defaults to ``'xavier'``.
+            large one keeps the RGB student's heatmap from learning.
+            Defaults to ``'xavier'``.
         roi_grad_scale (float): Factor on the gradient that the ROI branch
             (3D terms) sends into the shared feature map; the ROI heads
             themselves learn at full rate. At random init the depth term's
