@@ -10,7 +10,7 @@ from mmdet3d.datasets import KittiDataset
 from mmdet3d.structures import CameraInstance3DBoxes
 
 import monoasd  # noqa: F401  (registers the plugin)
-from conftest import import_tool, read_labels
+from conftest import MINI_HEIGHT, MINI_WIDTH, import_tool, read_labels
 from monoasd.datasets import kitti_infos
 
 create_data = import_tool('create_data')
@@ -189,3 +189,26 @@ def test_cli_writes_same_infos(mini_kitti, tmp_path, capsys):
         assert new['data_list'] == old['data_list']
     with pytest.raises(FileNotFoundError, match='ImageSets'):
         kitti_infos.create_kitti_infos(str(tmp_path / 'nowhere'))
+
+
+def test_empty_split_gets_an_empty_info_file(tmp_path):
+    """A KITTI copy without test frames (empty ``ImageSets/test.txt``):
+    mmdet3d's v2 updater raises on an empty split; the test infos are
+    written empty, with the metainfo of the other splits."""
+    from monoasd.synthetic import write_dataset
+    root = str(tmp_path / 'kitti')
+    write_dataset(root, 3, 2, 0, seed=0, width=MINI_WIDTH,
+                  height=MINI_HEIGHT, workers=1, progress=False)
+    assert open(osp.join(root, 'ImageSets', 'test.txt')).read().strip() == ''
+    summary = kitti_infos.create_kitti_infos(root)
+    assert [summary[s][1] for s in SPLITS] == [3, 2, 5, 0]
+    test = mmengine.load(osp.join(root, 'kitti_infos_test.pkl'))
+    train = mmengine.load(osp.join(root, 'kitti_infos_train.pkl'))
+    assert test['data_list'] == []
+    assert test['metainfo'] == train['metainfo']
+    # (mmengine cannot serialise an empty data list; KittiDataset reads it
+    # with serialize_data=False)
+    ds = KittiDataset(root, 'kitti_infos_test.pkl', pipeline=[],
+                      metainfo=dict(classes=CLASSES), test_mode=True,
+                      serialize_data=False)
+    assert len(ds) == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
 from mmengine.structures import InstanceData, PixelData
 
@@ -887,3 +888,32 @@ def test_depth_output_init_zero_starts_every_roi_at_the_prior():
     assert out['rois']['vis_depth_uncer'].std() > 0
     with pytest.raises(ValueError, match='depth_output_init'):
         make_head(depth_output_init='ones')
+
+
+def test_norm_cfg_group_norm_normalises_each_roi_on_its_own():
+    """``norm_cfg=GN``: the three ROI heads with a norm layer use
+    GroupNorm, so in train mode one ROI's outputs do not depend on the
+    other ROIs of the batch; with BN (the reference) they do."""
+    sample, depth = hand_sample()
+    sample.gt_depth_map = PixelData(data=depth[0])
+    feat = torch.randn(1, 8, *FEAT_HW,
+                       generator=torch.Generator().manual_seed(0))
+    for norm, independent in ((dict(type='GN', num_groups=8), True),
+                              (dict(type='BN'), False)):
+        torch.manual_seed(0)
+        head = make_head(htl=None, norm_cfg=norm).train()
+        for branch in (head.offset_3d, head.size_3d, head.heading):
+            assert isinstance(branch[1], nn.GroupNorm) == independent
+        t = head.get_targets([sample], FEAT_HW)
+        assert t['batch_idx'].numel() >= 2  # several ROIs in the batch
+        dense = head.forward(feat)
+
+        def rois(n):  # the first n ROIs, forwarded together
+            return head.forward_rois(feat, t['batch_idx'][:n],
+                                     t['cells'][:n], t['labels'][:n], dense,
+                                     t['trans'], t['cams'])
+
+        together, alone = rois(None), rois(1)
+        for key in ('offset_3d', 'size_3d', 'heading'):
+            same = torch.allclose(together[key][:1], alone[key], atol=1e-5)
+            assert same == independent, key

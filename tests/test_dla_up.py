@@ -110,3 +110,26 @@ def test_dla_up_in_indices():
         (1, 8, 32, 64), (1, 16, 16, 32), (1, 32, 8, 16), (1, 64, 4, 8)]
     with pytest.raises(ValueError):
         DLAUp(in_channels=(8, 16, 32))
+
+
+def test_dla_up_group_norm_makes_samples_independent_in_training():
+    """``norm_cfg=GN``: every norm layer is a GroupNorm (built as DLANet
+    builds its own), and in train mode a sample's output no longer depends
+    on the other samples of its batch, as it does with BN."""
+    chans = (8, 16, 32, 64)
+    feats = [torch.randn(3, c, 32 // s, 64 // s)
+             for c, s in zip(chans, (1, 2, 4, 8))]
+    for norm, independent in ((dict(type='GN', num_groups=4), True),
+                              (dict(type='BN'), False)):
+        torch.manual_seed(0)
+        neck = DLAUp(in_channels=chans, in_indices=(0, 1, 2, 3),
+                     norm_cfg=norm).train()
+        norms = [m for m in neck.modules()
+                 if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+        assert len(norms) == 12  # 1 + 2 + 3 projections, as many nodes
+        assert all(isinstance(m, nn.GroupNorm) == independent
+                   for m in norms)
+        with torch.no_grad():
+            batch = neck(feats)[0][:1]
+            alone = neck([f[:1] for f in feats])[0]
+        assert torch.allclose(batch, alone, atol=1e-5) == independent

@@ -99,6 +99,16 @@ def plain_categories(categories: dict) -> dict:
     return out
 
 
+def empty_v2_infos() -> dict:
+    """The v2 info file of a split without frames (an empty ImageSets
+    list, e.g. a copy without ``testing``), with the metainfo that
+    mmdet3d's updater writes for a split that has them."""
+    from mmdet3d.datasets import KittiDataset
+    categories = {c: i for i, c in enumerate(KittiDataset.METAINFO['classes'])}
+    return dict(metainfo=dict(categories=categories, dataset='kitti',
+                              info_version='1.1'), data_list=[])
+
+
 def create_kitti_infos(root_path: str,
                        out_dir: str = None,
                        pkl_prefix: str = 'kitti') -> dict:
@@ -141,9 +151,12 @@ def create_kitti_infos(root_path: str,
             relative_path=True)
         for split in SPLITS:
             name = f'{pkl_prefix}_infos_{split}.pkl'
-            update_pkl_infos('kitti', out_dir=v2_dir,
-                             pkl_path=osp.join(v1_dir, name))
             path = osp.join(v2_dir, name)
+            if mmengine.load(osp.join(v1_dir, name)):
+                update_pkl_infos('kitti', out_dir=v2_dir,
+                                 pkl_path=osp.join(v1_dir, name))
+            else:  # mmdet3d's updater fails on an empty split
+                mmengine.dump(empty_v2_infos(), path)
             infos = mmengine.load(path)
             n_ins = add_kitti_fields(infos['data_list'])
             infos['metainfo']['categories'] = plain_categories(

@@ -17,11 +17,13 @@ from mmdet.models.utils.gaussian_target import (gen_gaussian_target,
                                                 get_local_maximum,
                                                 get_topk_from_heatmap)
 from mmengine.structures import InstanceData
+from mmdet3d.models.backbones.dla import dla_build_norm_layer
 from mmdet3d.models.dense_heads.base_mono3d_dense_head import \
     BaseMono3DDenseHead
 from mmdet3d.registry import MODELS, TASK_UTILS
 from mmdet3d.structures import CameraInstance3DBoxes
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils.depth_map import stack_depth_maps
 from ..utils.float32 import float32_region
@@ -47,9 +49,11 @@ def _head(in_ch: int, mid: int, out_ch: int) -> nn.Sequential:
         nn.ReLU(inplace=True), nn.Conv2d(mid, out_ch, 1, bias=True))
 
 
-def _roi_head(in_ch: int, mid: int, out_ch: int) -> nn.Sequential:
+def _roi_head(in_ch: int, mid: int, out_ch: int,
+              norm_cfg: dict) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_ch, mid, 3, padding=1, bias=True), nn.BatchNorm2d(mid),
+        nn.Conv2d(in_ch, mid, 3, padding=1, bias=True),
+        dla_build_norm_layer(norm_cfg, mid)[1],
         nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
         nn.Conv2d(mid, out_ch, 1, bias=True))
 
@@ -126,6 +130,11 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
             of the overfit test 11 at seed 0, 43 to 168 at seed 1), and a
             large one keeps the RGB student's heatmap from learning.
             Defaults to ``'xavier'``.
+        norm_cfg (dict): Norm layer of the three ROI heads with one
+            (offset_3d, size_3d, heading), built as DLANet builds its own:
+            BN over the ROIs (the reference) or e.g. ``dict(type='GN',
+            num_groups=32)``, which normalises each ROI on its own.
+            Defaults to BN.
         roi_grad_scale (float): Factor on the gradient that the ROI branch
             (3D terms) sends into the shared feature map; the ROI heads
             themselves learn at full rate. At random init the depth term's
@@ -162,6 +171,7 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
                  min_radius: int = 0,
                  roi_grad_scale: float = 1.0,
                  depth_output_init: str = 'xavier',
+                 norm_cfg: dict = dict(type='BN'),
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -191,9 +201,10 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
         self.offset_2d = _head(in_channels, head_conv, 2)
         self.size_2d = _head(in_channels, head_conv, 2)
         roi_ch = in_channels + 2 + self.num_classes
-        self.offset_3d = _roi_head(roi_ch, head_conv, 2)
-        self.size_3d = _roi_head(roi_ch, head_conv, 3)
-        self.heading = _roi_head(roi_ch, head_conv, 2 * num_heading_bins)
+        self.offset_3d = _roi_head(roi_ch, head_conv, 2, norm_cfg)
+        self.size_3d = _roi_head(roi_ch, head_conv, 3, norm_cfg)
+        self.heading = _roi_head(roi_ch, head_conv, 2 * num_heading_bins,
+                                 norm_cfg)
         self.vis_depth = _depth_head(roi_ch, head_conv)
         self.att_depth = _depth_head(roi_ch, head_conv)
         self.vis_depth_uncer = _depth_head(roi_ch, head_conv)
@@ -245,7 +256,7 @@ class DIDM3DHead(DistillableHeadMixin, BaseMono3DDenseHead):
                 if isinstance(m, nn.Conv2d):
                     nn.init.xavier_uniform_(m.weight)
                     nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.BatchNorm2d):
+                elif isinstance(m, (_BatchNorm, nn.GroupNorm)):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
         if self.depth_output_init == 'zero':

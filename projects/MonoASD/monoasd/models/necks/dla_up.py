@@ -6,8 +6,10 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
+from mmdet3d.models.backbones.dla import dla_build_norm_layer
 from mmdet3d.registry import MODELS
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def bilinear_fill_(deconv: nn.ConvTranspose2d) -> None:
@@ -25,11 +27,13 @@ def bilinear_fill_(deconv: nn.ConvTranspose2d) -> None:
     w.copy_(kernel.expand_as(w))
 
 
-def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    """3x3 conv (no bias) + BN + ReLU."""
+def conv_bn_relu(in_ch: int, out_ch: int,
+                 norm_cfg: dict = dict(type='BN')) -> nn.Sequential:
+    """3x3 conv (no bias) + norm (BN unless ``norm_cfg`` says otherwise,
+    built as mmdet3d's DLANet builds its own) + ReLU."""
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+        dla_build_norm_layer(norm_cfg, out_ch)[1], nn.ReLU(inplace=True))
 
 
 class IDAUp(nn.Module):
@@ -40,10 +44,12 @@ class IDAUp(nn.Module):
         up_factors (Sequence[int]): Up-sampling factor of each input to the
             finest resolution (the first is 1).
         out_channels (int): Output channels.
+        norm_cfg (dict): Norm layer config. Defaults to BN.
     """
 
     def __init__(self, in_channels: Sequence[int],
-                 up_factors: Sequence[int], out_channels: int) -> None:
+                 up_factors: Sequence[int], out_channels: int,
+                 norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         self.in_channels = list(in_channels)
         self.projs = nn.ModuleList()
@@ -55,14 +61,15 @@ class IDAUp(nn.Module):
                     raise ValueError('the first IDAUp input must already have'
                                      f' {out_channels} channels, got {ch}')
                 continue
-            self.projs.append(conv_bn_relu(ch, out_channels))
+            self.projs.append(conv_bn_relu(ch, out_channels, norm_cfg))
             f = int(f)
             up = nn.ConvTranspose2d(
                 out_channels, out_channels, f * 2, stride=f,
                 padding=f // 2, output_padding=0, groups=out_channels,
                 bias=False) if f > 1 else nn.Identity()
             self.ups.append(up)
-            self.nodes.append(conv_bn_relu(out_channels * 2, out_channels))
+            self.nodes.append(
+                conv_bn_relu(out_channels * 2, out_channels, norm_cfg))
 
     def forward(self, layers: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Fuse ``layers`` (finest first); returns (last, all outputs)."""
@@ -91,6 +98,8 @@ class DLAUp(BaseModule):
             Defaults to (64, 128, 256, 512).
         in_indices (Sequence[int]): Which backbone outputs are L2..L5.
             Defaults to (2, 3, 4, 5) (mmdet3d DLANet's full output).
+        norm_cfg (dict): Norm layers, as DLANet's ``norm_cfg`` (e.g.
+            ``dict(type='GN', num_groups=32)``). Defaults to BN (DID-M3D).
         init_cfg (dict, optional): Initialisation config. Defaults to None,
             i.e. DID-M3D's: conv N(0, sqrt(2 / (k * k * out))), BN (1, 0),
             bilinear deconvolutions.
@@ -99,6 +108,7 @@ class DLAUp(BaseModule):
     def __init__(self,
                  in_channels: Sequence[int] = (64, 128, 256, 512),
                  in_indices: Sequence[int] = (2, 3, 4, 5),
+                 norm_cfg: dict = dict(type='BN'),
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         if len(in_channels) != 4 or len(in_indices) != 4:
@@ -106,9 +116,9 @@ class DLAUp(BaseModule):
         self.in_indices = tuple(in_indices)
         self.in_channels = tuple(in_channels)
         c2, c3, c4, c5 = in_channels
-        self.ida_0 = IDAUp([c4, c5], [1, 2], c4)
-        self.ida_1 = IDAUp([c3, c4, c4], [1, 2, 2], c3)
-        self.ida_2 = IDAUp([c2, c3, c3, c3], [1, 2, 2, 2], c2)
+        self.ida_0 = IDAUp([c4, c5], [1, 2], c4, norm_cfg)
+        self.ida_1 = IDAUp([c3, c4, c4], [1, 2, 2], c3, norm_cfg)
+        self.ida_2 = IDAUp([c2, c3, c3, c3], [1, 2, 2, 2], c2, norm_cfg)
         self._did_init()
 
     def _did_init(self) -> None:
@@ -116,7 +126,7 @@ class DLAUp(BaseModule):
             if isinstance(m, nn.Conv2d):
                 n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
                 nn.init.normal_(m.weight, 0, math.sqrt(2.0 / n))
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (_BatchNorm, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.ConvTranspose2d):
