@@ -32,10 +32,11 @@ def fake_training(monkeypatch, tmp_path):
     """Record the commands run_main would run; write what training leaves
     behind (last_checkpoint) so later stages find their inputs."""
     run_main = import_tool('run_main')
-    calls = []
+    calls, jobs = [], []
 
-    def run(args, cmd):
+    def run(args, cmd, threads=0, log_file=''):
         calls.append(cmd)
+        jobs.append((threads, log_file))
         if 'tools/train.py' in cmd:
             work = cmd[cmd.index('--work-dir') + 1]
             Path(work).mkdir(parents=True, exist_ok=True)
@@ -44,15 +45,15 @@ def fake_training(monkeypatch, tmp_path):
             Path(work, 'last_checkpoint').write_text(ckpt)
 
     monkeypatch.setattr(workflow, 'run', run)
-    return run_main, calls
+    return run_main, calls, jobs
 
 
 def test_protocol_commands_for_seeds_and_ablation(monkeypatch, tmp_path):
-    run_main, calls = fake_training(monkeypatch, tmp_path)
+    run_main, calls, _ = fake_training(monkeypatch, tmp_path)
     work = tmp_path / 'w'
     run_main.main(['--work-dir', str(work), '--data-root', str(tmp_path),
                    '--stages', 'teacher,student,control,monoasd',
-                   '--seeds', '2', '--ablation'])
+                   '--seeds', '2', '--ablation', '--jobs', '1'])
     trained = [c[c.index('--work-dir') + 1] for c in calls]
     names = [osp.basename(w) for w in trained]
     assert names == ['teacher', 'student', 'student_seed1', 'control',
@@ -72,11 +73,53 @@ def test_protocol_commands_for_seeds_and_ablation(monkeypatch, tmp_path):
     assert f'model.teacher_ckpt={teacher}' in opts('monoasd')
     assert 'model.loss_head=None' in opts('monoasd_no_head')
     assert json.load(open(work / 'stage_seconds.json')).keys() == {
-        'teacher', 'student', 'control', 'monoasd'}
+        'teacher+student', 'control+monoasd'}
+    assert json.load(open(work / 'run_seconds.json')).keys() == set(names)
+
+
+def test_independent_trainings_run_side_by_side(monkeypatch, tmp_path):
+    """--jobs 2: teacher and baselines form one group, controls and
+    distillations the next; each training gets cpu_count // 2 threads and
+    its own log; every distillation still starts from its baseline."""
+    import os
+    import threading
+    run_main, calls, jobs = fake_training(monkeypatch, tmp_path)
+    fake = workflow.run
+    running, peak, lock = [0], [0], threading.Lock()
+    gate = threading.Barrier(2, timeout=10)
+
+    def run(args, cmd, threads=0, log_file=''):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        name = osp.basename(cmd[cmd.index('--work-dir') + 1])
+        if name in ('teacher', 'student'):
+            gate.wait()  # both must be running at the same time
+        fake(args, cmd, threads, log_file)
+        with lock:
+            running[0] -= 1
+
+    monkeypatch.setattr(workflow, 'run', run)
+    work = tmp_path / 'w'
+    run_main.main(['--work-dir', str(work), '--data-root', str(tmp_path),
+                   '--stages', 'teacher,student,control,monoasd',
+                   '--seeds', '2', '--jobs', '2'])
+    names = [osp.basename(c[c.index('--work-dir') + 1]) for c in calls]
+    assert sorted(names[:3]) == ['student', 'student_seed1', 'teacher']
+    assert sorted(names[3:]) == ['control', 'control_seed1', 'monoasd',
+                                 'monoasd_seed1']
+    assert peak[0] == 2
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert [t for t, _ in jobs] == [threads] * 7
+    assert [osp.relpath(f, work) for _, f in jobs] == [
+        osp.join(n, 'train_stdout.log') for n in names]
+    base1 = str(work / 'student_seed1' / 'epoch_1.pth')
+    cmd = calls[names.index('monoasd_seed1')]
+    assert f'model.student_ckpt={base1}' in cmd
 
 
 def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):
-    run_main, _ = fake_training(monkeypatch, tmp_path)
+    run_main, _, _ = fake_training(monkeypatch, tmp_path)
     with pytest.raises(SystemExit, match='teacher is not trained'):
         run_main.main(['--work-dir', str(tmp_path), '--stages', 'monoasd'])
 

@@ -40,6 +40,12 @@ def parse_args(argv=None):
                    'median and spread')
     p.add_argument('--ablation', action='store_true',
                    help='also distil with each KD term off (seed 0)')
+    p.add_argument('--jobs', type=int, default=None,
+                   help='trainings run side by side where they do not '
+                   'depend on each other (teacher with baseline, control '
+                   'with MonoASD), each with cpu_count // jobs threads; '
+                   'default 2 for the tiny profile on a CPU-only machine '
+                   'with 2+ cores, else 1')
     p.add_argument('--epochs', type=int, default=None,
                    help='override max_epochs of every training stage')
     p.add_argument('--num-pictures', type=int, default=4,
@@ -49,6 +55,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error('--seeds must be >= 1')
+    if args.jobs is None:
+        args.jobs = workflow.default_jobs(args.profile)
+    if args.jobs < 1:
+        p.error('--jobs must be >= 1')
     args.seed_list = list(range(args.seeds))
     args.root = ROOT
     return args

@@ -19,8 +19,13 @@ The reference protocol with a fair control (``docs/protocol.md``)::
 
 Each stage is a function of the parsed options (``args``: ``root``,
 ``data_root``, ``work_dir``, ``results``, ``profile``, ``seed_list``,
-``ablation``, ...) that runs the repository's tools as subprocesses and
-skips what is already done, so an interrupted job resumes.
+``ablation``, ``jobs``, ...) that runs the repository's tools as
+subprocesses and skips what is already done, so an interrupted job
+resumes. The trainings of ``teacher`` and ``student`` do not depend on each
+other, nor do those of ``control`` and ``monoasd``: each pair runs as one
+group of up to ``args.jobs`` trainings side by side, each with
+``cpu_count // jobs`` threads (on a 2-core CPU two one-thread trainings
+make about twice the progress of one two-thread training).
 """
 import glob
 import json
@@ -29,7 +34,9 @@ import os.path as osp
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .report import write_report
 
@@ -63,15 +70,31 @@ def log(msg: str) -> None:
     print(f'[main job {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
-def run(args, cmd: list) -> None:
-    """Run a command from the repo root; stop the workflow if it fails."""
-    log(' '.join(cmd))
+def run(args, cmd: list, threads: int = 0, log_file: str = '') -> None:
+    """Run a command from the repo root; stop the workflow if it fails.
+
+    Args:
+        threads (int): If > 0, the command's OpenMP/MKL threads (torch's
+            intra-op threads).
+        log_file (str): If given, the command's output goes there instead
+            of this process's stdout.
+    """
+    log(' '.join(cmd) + (f'  > {log_file}' if log_file else ''))
     env = dict(os.environ)
     env['PYTHONPATH'] = args.root + os.pathsep + env.get('PYTHONPATH', '')
-    proc = subprocess.run(cmd, cwd=args.root, env=env)
+    if threads > 0:
+        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(threads)
+    if log_file:
+        os.makedirs(osp.dirname(log_file) or '.', exist_ok=True)
+        with open(log_file, 'a') as out:
+            proc = subprocess.run(cmd, cwd=args.root, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    else:
+        proc = subprocess.run(cmd, cwd=args.root, env=env)
     if proc.returncode != 0:
+        tail = f' (log: {log_file})' if log_file else ''
         raise SystemExit(f'command failed ({proc.returncode}): '
-                         f'{" ".join(cmd)}')
+                         f'{" ".join(cmd)}{tail}')
 
 
 def run_name(kind: str, seed: int, variant: str = '') -> str:
@@ -100,8 +123,10 @@ def final_checkpoint(work_dir: str) -> str:
         return json.load(f)['checkpoint']
 
 
-def train(name: str, config: str, args, extra=()) -> str:
-    """Train ``config`` into ``work_dir/name`` unless already done."""
+def train(name: str, config: str, args, extra=(), threads: int = 0,
+          log_file: str = '') -> str:
+    """Train ``config`` into ``work_dir/name`` unless already done
+    (``threads``, ``log_file``: see :func:`run`)."""
     work_dir = osp.join(args.work_dir, name)
     ckpt = final_checkpoint(work_dir)
     if ckpt and osp.isfile(ckpt):
@@ -114,12 +139,64 @@ def train(name: str, config: str, args, extra=()) -> str:
     opts = data_overrides(args) + list(extra)
     if args.epochs:
         opts.append(f'train_cfg.max_epochs={args.epochs}')
-    run(args, cmd + ['--cfg-options'] + opts)
+    t0 = time.time()
+    run(args, cmd + ['--cfg-options'] + opts, threads, log_file)
+    record_run_seconds(args, name, time.time() - t0)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     with open(osp.join(work_dir, 'train_done.json'), 'w') as f:
         json.dump(dict(checkpoint=ckpt), f)
     return ckpt
+
+
+_RUN_SECONDS_LOCK = threading.Lock()
+
+
+def record_run_seconds(args, name: str, seconds: float) -> None:
+    """Add one training's wall time to ``work_dir/run_seconds.json``
+    (trainings side by side finish in any order: one writer at a time)."""
+    path = osp.join(args.work_dir, 'run_seconds.json')
+    with _RUN_SECONDS_LOCK:
+        times = json.load(open(path)) if osp.isfile(path) else {}
+        times[name] = round(seconds, 1)
+        with open(path, 'w') as f:
+            json.dump(times, f, indent=1)
+
+
+def default_jobs(profile: str) -> int:
+    """Trainings run side by side by default: two for the tiny profile on
+    a CPU-only machine with at least two cores, else one."""
+    import torch
+    if profile != 'tiny' or torch.cuda.is_available():
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def train_all(args, runs: list) -> None:
+    """Train ``runs`` ((name, config, extra options) that do not depend on
+    each other), ``args.jobs`` at a time, each with ``cpu_count // jobs``
+    threads and its output in ``work_dir/name/train_stdout.log``; one job
+    runs in the foreground as before. Every run finishes (or fails) before
+    a failure stops the workflow."""
+    jobs = max(1, min(getattr(args, 'jobs', 1), len(runs)))
+    if jobs == 1:
+        for name, config, extra in runs:
+            train(name, config, args, extra)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log(f'{len(runs)} trainings, {jobs} side by side at {threads} '
+        f'thread(s) each: {", ".join(r[0] for r in runs)}')
+
+    def one(spec):
+        name, config, extra = spec
+        return train(name, config, args, extra, threads,
+                     osp.join(args.work_dir, name, 'train_stdout.log'))
+
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(one, spec) for spec in runs]
+    errors = [f.exception() for f in futures if f.exception()]
+    if errors:
+        raise SystemExit('; '.join(str(e) for e in errors))
 
 
 def need(args, name: str) -> str:
@@ -160,21 +237,23 @@ def seed_opts(seed: int) -> list:
     return [f'randomness.seed={seed}']
 
 
-def stage_teacher(args) -> None:
-    train('teacher', PROFILES[args.profile]['teacher'], args)
+def teacher_runs(args) -> list:
+    return [('teacher', PROFILES[args.profile]['teacher'], [])]
 
 
-def stage_student(args) -> None:
-    for seed in args.seed_list:
-        train(run_name('student', seed), PROFILES[args.profile]['student'],
-              args, seed_opts(seed))
+def student_runs(args) -> list:
+    return [(run_name('student', seed), PROFILES[args.profile]['student'],
+             seed_opts(seed)) for seed in args.seed_list]
 
 
-def stage_control(args) -> None:
+def control_runs(args) -> list:
+    runs = []
     for seed in args.seed_list:
         base = need(args, run_name('student', seed))
-        train(run_name('control', seed), PROFILES[args.profile]['control'],
-              args, seed_opts(seed) + [f'load_from={base}'])
+        runs.append((run_name('control', seed),
+                     PROFILES[args.profile]['control'],
+                     seed_opts(seed) + [f'load_from={base}']))
+    return runs
 
 
 def monoasd_runs(args) -> list:
@@ -186,13 +265,32 @@ def monoasd_runs(args) -> list:
     return runs
 
 
-def stage_monoasd(args) -> None:
+def monoasd_train_runs(args) -> list:
     teacher = need(args, 'teacher')
+    runs = []
     for name, seed, extra in monoasd_runs(args):
         base = need(args, run_name('student', seed))
-        train(name, PROFILES[args.profile]['monoasd'], args,
-              seed_opts(seed) + [f'model.teacher_ckpt={teacher}',
-                                 f'model.student_ckpt={base}'] + extra)
+        runs.append((name, PROFILES[args.profile]['monoasd'],
+                     seed_opts(seed) + [f'model.teacher_ckpt={teacher}',
+                                        f'model.student_ckpt={base}'] +
+                     extra))
+    return runs
+
+
+def stage_teacher(args) -> None:
+    train_all(args, teacher_runs(args))
+
+
+def stage_student(args) -> None:
+    train_all(args, student_runs(args))
+
+
+def stage_control(args) -> None:
+    train_all(args, control_runs(args))
+
+
+def stage_monoasd(args) -> None:
+    train_all(args, monoasd_train_runs(args))
 
 
 def stage_export(args) -> None:
@@ -260,13 +358,21 @@ STAGE_FUNCTIONS = {
     'export': stage_export, 'eval': stage_eval, 'report': stage_report
 }
 STAGES = tuple(STAGE_FUNCTIONS)
+#: Training stages whose runs do not depend on each other (train_all runs
+#: a group's trainings side by side), with the lists of their runs.
+TRAIN_GROUPS = (
+    (('teacher', teacher_runs), ('student', student_runs)),
+    (('control', control_runs), ('monoasd', monoasd_train_runs)),
+)
 
 
 def run_stages(args, stages) -> dict:
     """Run ``stages`` (names of :data:`STAGES`) in the workflow's order.
 
     Wall times go to ``work_dir/stage_seconds.json`` (a resumed stage that
-    finds everything done keeps the time of the run that did the work).
+    finds everything done keeps the time of the run that did the work;
+    a group of training stages run together, e.g. ``teacher+student``, has
+    one entry) and each training's to ``work_dir/run_seconds.json``.
 
     Returns:
         dict: Stage name -> seconds, as written.
@@ -282,17 +388,27 @@ def run_stages(args, stages) -> dict:
         with open(times_path) as f:
             times = json.load(f)
     start = time.time()
+    group_of = {name: group for group in TRAIN_GROUPS for name, _ in group}
+    done = set()
     for stage, func in STAGE_FUNCTIONS.items():
-        if stage not in stages:
+        if stage not in stages or stage in done:
             continue
+        members = [(n, f) for n, f in group_of.get(stage, ())
+                   if n in stages]
+        key = stage
         t0 = time.time()
-        func(args)
+        if len(members) > 1:  # one group, its trainings side by side
+            key = '+'.join(n for n, _ in members)
+            train_all(args, [r for _, f in members for r in f(args)])
+            done.update(n for n, _ in members)
+        else:
+            func(args)
         took = time.time() - t0
         if stage != 'report':
-            if took > 5 or stage not in times:
-                times[stage] = round(took, 1)
+            if took > 5 or key not in times:
+                times[key] = round(took, 1)
             with open(times_path, 'w') as f:
                 json.dump(times, f, indent=1)
-        log(f'stage {stage} took {took:.0f} s')
+        log(f'stage {key} took {took:.0f} s')
     log(f'done in {time.time() - start:.0f} s')
     return times
