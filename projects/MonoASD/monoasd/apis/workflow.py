@@ -57,7 +57,7 @@ PROFILES = {
         monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
 #: Synthetic split sizes of the tiny profile.
-NUM_TRAIN, NUM_VAL = 96, 24
+NUM_TRAIN, NUM_VAL = 384, 24
 #: Distillation terms switched off one at a time by --ablation.
 ABLATIONS = {
     'no_align_select': ['model.loss_align_select.loss_weight=0.0'],
