@@ -16,8 +16,8 @@ import sys
 from typing import Optional, Sequence, Tuple
 
 from monoasd.synthetic.generator import (CLASS_NAMES, KITTI_HEIGHT,
-                                         KITTI_WIDTH, depth_crop_size,
-                                         write_dataset)
+                                         KITTI_WIDTH, YAW_MODES,
+                                         depth_crop_size, write_dataset)
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='write crop-sized depth maps (bottom-anchored, '
                         'horizontally centred); without a value the KITTI '
                         'depth-completion crop 1216x352 scaled to the image')
+    parser.add_argument('--yaw', choices=YAW_MODES, default='uniform',
+                        help='object yaw: uniform in [-pi, pi), or "road": '
+                        '80%% of cars and cyclists along the road')
     parser.add_argument('--overwrite', action='store_true',
                         help='overwrite frames of an existing dataset '
                         '(frames beyond the new counts are left in place)')
@@ -69,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.out, args.num_train, args.num_val, args.num_test,
             args.seed, args.width, args.height, args.workers,
             dense_depth=not args.no_dense_depth, depth_crop=depth_crop,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, yaw=args.yaw)
     except ValueError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -34,6 +34,9 @@ def parse_args(argv=None):
     p.add_argument('--num-test', type=int, default=8)
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the synthetic data')
+    p.add_argument('--yaw', choices=('uniform', 'road'), default='uniform',
+                   help='yaw of the synthetic objects (tools/'
+                   'create_synthetic_kitti.py --yaw)')
     p.add_argument('--seeds', type=int, default=1,
                    help='training seeds 0..N-1 of the student-side stages '
                    '(baseline, control, MonoASD); the report gives the '

@@ -217,7 +217,8 @@ def stage_data(args) -> None:
     run(args, [sys.executable, 'tools/create_synthetic_kitti.py', '--out',
                args.data_root, '--num-train', str(args.num_train), '--num-val',
                str(args.num_val), '--num-test', str(args.num_test), '--seed',
-               str(args.seed), '--no-dense-depth'])
+               str(args.seed), '--no-dense-depth', '--yaw',
+               getattr(args, 'yaw', 'uniform')])
 
 
 def stage_depth(args) -> None:

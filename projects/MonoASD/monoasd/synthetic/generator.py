@@ -111,6 +111,15 @@ MAX_OBJECTS = 8
 OBJECT_Z_RANGE = (5.0, 60.0)
 #: Lateral placement: |x| <= this fraction of the frustum half width.
 LATERAL_FRACTION = 1.0
+#: Yaw distributions (``yaw`` of :func:`write_dataset`): ``'uniform'``
+#: draws every ry in [-pi, pi); ``'road'`` puts this fraction of the cars
+#: and cyclists along the road (ry = +-pi/2 plus Gaussian noise of
+#: ROAD_YAW_STD rad), as most cars on KITTI drive or park, and draws the
+#: rest (and every pedestrian) uniformly.
+YAW_MODES = ('uniform', 'road')
+ROAD_ALIGNED_FRACTION = 0.8
+ROAD_YAW_STD = 0.1
+ROAD_CLASSES = ('Car', 'Cyclist')
 #: Clearance (metres) kept between object footprints in bird's eye view.
 BEV_MARGIN = 0.3
 MAX_PLACEMENT_TRIES = 100
@@ -430,7 +439,7 @@ REFLECTANCE = {'road': 0.18, 'marking': 0.75, 'sidewalk': 0.32,
 
 def sample_object(rng: np.random.Generator, cls: str,
                   calib: Dict[str, np.ndarray],
-                  width: int) -> Dict[str, Any]:
+                  width: int, yaw: str = 'uniform') -> Dict[str, Any]:
     """Sample one object of a class, with geometry and appearance.
 
     Args:
@@ -438,6 +447,8 @@ def sample_object(rng: np.random.Generator, cls: str,
         cls: Class name.
         calib: Calibration dict (for the lateral placement range).
         width: Image width.
+        yaw: ``'uniform'`` or ``'road'`` (see :data:`YAW_MODES`);
+            ``'uniform'`` draws exactly what it drew before the option.
 
     Returns:
         Object dict with ``cls``, ``dims`` (h, w, l), ``loc`` (bottom
@@ -453,7 +464,13 @@ def sample_object(rng: np.random.Generator, cls: str,
     half_width = max(p2[0, 2], width - p2[0, 2]) / p2[0, 0] * z
     x = round(rng.uniform(-1.0, 1.0) * half_width * LATERAL_FRACTION,
               LABEL_DECIMALS)
-    ry = round(rng.uniform(-math.pi, math.pi), LABEL_DECIMALS)
+    if (yaw == 'road' and cls in ROAD_CLASSES
+            and rng.random() < ROAD_ALIGNED_FRACTION):
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        ry = round(wrap_angle(sign * math.pi / 2 +
+                              rng.normal(0.0, ROAD_YAW_STD)), LABEL_DECIMALS)
+    else:
+        ry = round(rng.uniform(-math.pi, math.pi), LABEL_DECIMALS)
     obj = {'cls': cls, 'dims': tuple(float(d) for d in dims),
            'loc': (float(x), CAMERA_HEIGHT, float(z)), 'ry': float(ry)}
     obj.update(sample_appearance(rng, cls))
@@ -486,13 +503,14 @@ def sample_appearance(rng: np.random.Generator, cls: str) -> Dict[str, Any]:
 
 
 def sample_objects(rng: np.random.Generator, calib: Dict[str, np.ndarray],
-                   width: int) -> List[Dict[str, Any]]:
+                   width: int, yaw: str = 'uniform') -> List[Dict[str, Any]]:
     """Sample 1-8 non-overlapping objects standing on the ground.
 
     Args:
         rng: Random generator.
         calib: Calibration dict.
         width: Image width.
+        yaw: Yaw distribution (:data:`YAW_MODES`).
 
     Returns:
         List of object dicts (see :func:`sample_object`).
@@ -502,7 +520,7 @@ def sample_objects(rng: np.random.Generator, calib: Dict[str, np.ndarray],
     for _ in range(count):
         cls = CLASS_NAMES[rng.choice(len(CLASS_NAMES), p=CLASS_PROBS)]
         for _ in range(MAX_PLACEMENT_TRIES):
-            obj = sample_object(rng, cls, calib, width)
+            obj = sample_object(rng, cls, calib, width, yaw)
             if not any(bev_rectangles_overlap(obj, other, BEV_MARGIN)
                        for other in objects):
                 objects.append(obj)
@@ -1081,8 +1099,8 @@ def frame_rng(rng_seed: SeedLike, split: str,
 def generate_frame(idx: int, rng_seed: SeedLike,
                    width: int = KITTI_WIDTH, height: int = KITTI_HEIGHT,
                    split: str = 'training',
-                   objects: Optional[List[Dict[str, Any]]] = None
-                   ) -> Dict[str, Any]:
+                   objects: Optional[List[Dict[str, Any]]] = None,
+                   yaw: str = 'uniform') -> Dict[str, Any]:
     """Generate one frame: image, depth, calibration, labels and LiDAR.
 
     Args:
@@ -1094,6 +1112,7 @@ def generate_frame(idx: int, rng_seed: SeedLike,
         objects: Optional explicit objects (dicts with ``cls``, ``dims``,
             ``loc``, ``ry``); appearance is sampled when missing. When None
             the objects are sampled.
+        yaw: Yaw distribution of sampled objects (:data:`YAW_MODES`).
 
     Returns:
         Dict with ``image`` (H, W, 3 uint8 RGB), ``depth`` (H, W float32,
@@ -1108,7 +1127,7 @@ def generate_frame(idx: int, rng_seed: SeedLike,
     calib_text = format_calib(make_calib(rng, width, height))
     calib = parse_calib_text(calib_text)
     if objects is None:
-        objects = sample_objects(rng, calib, width)
+        objects = sample_objects(rng, calib, width, yaw)
     else:
         objects = [dict(sample_appearance(rng, o['cls']), **o)
                    for o in objects]
@@ -1190,7 +1209,7 @@ def _worker(task: Tuple[str, int, Dict[str, Any]]
     """Generate and write one frame; returns its labelled-class counts."""
     split, idx, opts = task
     frame = generate_frame(idx, opts['seed'], opts['width'],
-                           opts['height'], split)
+                           opts['height'], split, yaw=opts['yaw'])
     write_frame(frame, opts['out'], split, idx, opts['dense_depth'],
                 opts['depth_crop'])
     counts: Counter = Counter()
@@ -1231,7 +1250,8 @@ def write_dataset(out: str,
                   dense_depth: bool = True,
                   depth_crop: Optional[Tuple[int, int]] = None,
                   overwrite: bool = False,
-                  progress: bool = True) -> Dict[str, Any]:
+                  progress: bool = True,
+                  yaw: str = 'uniform') -> Dict[str, Any]:
     """Generate and write a synthetic KITTI dataset under ``out``.
 
     Args:
@@ -1245,6 +1265,8 @@ def write_dataset(out: str,
         depth_crop (tuple, optional): (w, h) of crop-sized depth maps.
         overwrite (bool): Overwrite the frames of an existing dataset.
         progress (bool): Show a tqdm bar when tqdm is installed.
+        yaw (str): Yaw distribution, ``'uniform'`` (default) or ``'road'``
+            (:data:`YAW_MODES`).
 
     Returns:
         dict: ``train_ids``, ``val_ids``, ``test_ids``, ``seconds`` and
@@ -1264,6 +1286,8 @@ def write_dataset(out: str,
         raise ValueError('width, height and workers must be positive and '
                          f'seed non-negative, got {width}, {height}, '
                          f'{workers}, {seed}')
+    if yaw not in YAW_MODES:
+        raise ValueError(f'yaw must be one of {YAW_MODES}, got {yaw!r}')
     train_ids, val_ids = make_splits(num_train, num_val, seed)
     test_ids = list(range(num_test))
     tasks = [('training', i) for i in range(len(train_ids) + len(val_ids))]
@@ -1284,7 +1308,7 @@ def write_dataset(out: str,
         os.makedirs(os.path.join(out, split, sub), exist_ok=True)
     os.makedirs(os.path.join(out, 'ImageSets'), exist_ok=True)
     opts = {'seed': seed, 'width': width, 'height': height, 'out': out,
-            'dense_depth': dense_depth, 'depth_crop': depth_crop}
+            'dense_depth': dense_depth, 'depth_crop': depth_crop, 'yaw': yaw}
     jobs = [(split, i, opts) for split, i in tasks]
     start = time.time()
     totals: Counter = Counter()
