@@ -194,7 +194,7 @@ def train_all(args, runs: list) -> None:
 
     with ThreadPoolExecutor(jobs) as pool:
         futures = [pool.submit(one, spec) for spec in runs]
-    errors = [f.exception() for f in futures if f.exception()]
+    errors = [e for e in (f.exception() for f in futures) if e]
     if errors:
         raise SystemExit('; '.join(str(e) for e in errors))
 
