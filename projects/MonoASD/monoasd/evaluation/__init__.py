@@ -5,12 +5,14 @@ See :mod:`monoasd.evaluation.kitti_cpu_iou` for what is patched and why.
 """
 from .kitti_cpu_iou import (apply_kitti_cpu_iou_patch, kitti_iou_path,
                             rotate_iou_cpu_eval)
-from .kitti_mono_metric import MonoKittiMetric, info_frame_name
+from .kitti_mono_metric import (MonoKittiMetric, info_frame_name, r40_ceiling,
+                                small_split_warnings)
 from .oracle import oracle_from_config, run_oracle
 
 apply_kitti_cpu_iou_patch()
 
 __all__ = [
     'apply_kitti_cpu_iou_patch', 'kitti_iou_path', 'rotate_iou_cpu_eval',
-    'MonoKittiMetric', 'info_frame_name', 'oracle_from_config', 'run_oracle'
+    'MonoKittiMetric', 'info_frame_name', 'oracle_from_config', 'run_oracle',
+    'r40_ceiling', 'small_split_warnings'
 ]

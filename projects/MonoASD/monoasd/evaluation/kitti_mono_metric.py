@@ -1,5 +1,6 @@
 # Copyright (c) MonoASD contributors. All rights reserved.
 """KittiMetric whose submission files are named by frame id."""
+import logging
 import os
 import os.path as osp
 import shutil
@@ -7,7 +8,10 @@ import tempfile
 from typing import List, Optional
 
 import numpy as np
+from mmengine.logging import print_log
 
+from mmdet3d.evaluation.functional.kitti_utils.eval import \
+    clean_data, get_thresholds
 from mmdet3d.evaluation.metrics import KittiMetric
 from mmdet3d.registry import METRICS
 
@@ -21,6 +25,54 @@ def info_frame_name(info: dict, cam_key: str = 'CAM2') -> str:
     if img:
         return frame_name(img)
     return f'{int(info["sample_idx"]):06d}'
+
+
+#: Classes and difficulties KITTI's ``clean_data`` knows, in its order.
+KITTI_EVAL_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
+KITTI_DIFFICULTIES = ('easy', 'moderate', 'hard')
+
+
+def r40_ceiling(num_valid_gt: int) -> float:
+    """Highest AP|R40 (%) KITTI's evaluation can give on a split with
+    ``num_valid_gt`` objects of a class and difficulty.
+
+    ``get_thresholds`` takes at most one recall sample per true positive,
+    and the AP averages the 40 samples above recall 0, so with fewer than
+    41 objects even perfect detections score below 100: 33 objects give
+    at most 32 / 40 = 80.
+    """
+    if num_valid_gt <= 0:
+        return 0.0
+    scores = np.linspace(1.0, 0.5, num_valid_gt)
+    n = len(get_thresholds(scores, num_valid_gt))
+    return 100.0 * min(n - 1, 40) / 40
+
+
+def count_valid_gt(gt_annos: List[dict], class_name: str,
+                   difficulty: int) -> int:
+    """Objects of ``class_name`` KITTI's evaluation counts at
+    ``difficulty`` (0 easy, 1 moderate, 2 hard) over ``gt_annos``."""
+    no_dets = dict(name=np.zeros(0, dtype=str), bbox=np.zeros((0, 4)))
+    cls = KITTI_EVAL_CLASSES.index(class_name)
+    return sum(clean_data(anno, no_dets, cls, difficulty)[0]
+               for anno in gt_annos)
+
+
+def small_split_warnings(gt_annos: List[dict],
+                         classes: Optional[List[str]]) -> List[str]:
+    """One line per class and difficulty whose AP|R40 cannot reach 100
+    on these frames (:func:`r40_ceiling`)."""
+    lines = []
+    for name in classes or KITTI_EVAL_CLASSES:
+        if name not in KITTI_EVAL_CLASSES:
+            continue
+        for d, diff in enumerate(KITTI_DIFFICULTIES):
+            n = count_valid_gt(gt_annos, name, d)
+            top = r40_ceiling(n)
+            if 0 < n and top < 100:
+                lines.append(f'{name} {diff}: {n} objects, AP|R40 cannot '
+                             f'exceed {top:.2f}')
+    return lines
 
 
 @METRICS.register_module()
@@ -38,6 +90,10 @@ class MonoKittiMetric(KittiMetric):
     frames in order until one has an object, so a val split whose *first*
     frame has no label line at all raises ``IndexError``. Frames are handed
     to it with annotated frames first (AP does not depend on frame order).
+
+    On a split with fewer than 41 objects of a class and difficulty, KITTI's
+    AP|R40 cannot reach 100 even for perfect detections
+    (:func:`r40_ceiling`); the evaluation logs a warning with the ceiling.
 
     Its numba ``parallel=True`` IoU kernel would raise torch's thread count
     for the rest of the process (``monoasd/utils/threads.py``); the
@@ -65,6 +121,12 @@ class MonoKittiMetric(KittiMetric):
                     'line; nothing to evaluate (use --format-only for a '
                     'split without labels)')
         gt_annos = [gt_annos[i] for i in order]
+        capped = small_split_warnings(gt_annos, classes)
+        if capped:
+            print_log(f'{self.ann_file}: too few objects for AP|R40 to reach '
+                      '100 (KITTI samples one recall point per true '
+                      'positive): ' + '; '.join(capped), logger=logger,
+                      level=logging.WARNING)
         results_dict = {name: [dets[i] for i in order]
                         for name, dets in results_dict.items()}
         with torch_threads_kept():
