@@ -79,6 +79,11 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
         loss_head (dict, optional): Head distillation config; None disables.
         data_preprocessor (dict, optional): Defaults to the student's.
         init_cfg (dict, optional): Initialisation config.
+
+    Attributes:
+        distill_scale (float): Factor on every ``distill.*`` loss, 1.0 by
+            default; :class:`DistillWarmupHook` ramps it up from 0 at the
+            start of training.
     """
 
     def __init__(self,
@@ -111,6 +116,7 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
             teacher = dict(student, type='TeacherDetector')
         self.student = MODELS.build(student)
         self.teacher = MODELS.build(teacher)
+        self.distill_scale = 1.0
         self.teacher_ckpt = teacher_ckpt
         self.student_ckpt = student_ckpt
         self.teacher_norm_eval = teacher_norm_eval
@@ -343,11 +349,12 @@ class AlignSelectDistiller(FiniteLossMixin, BaseModel):
             with torch.set_grad_enabled(self.teacher_trainable):
                 t_out = t_head.forward_train(t_feats[0], targets)
 
+        scale = float(self.distill_scale)
         for name, value in self.distill_features(s_feats, t_feats).items():
-            losses[f'distill.{name}'] = value
+            losses[f'distill.{name}'] = value * scale
         if does_head_kd:
             for name, value in self.loss_head(s_out, t_out, targets).items():
-                losses[f'distill.loss_head_{name}'] = value
+                losses[f'distill.loss_head_{name}'] = value * scale
         return losses
 
     def extract_feat(self, inputs: Dict[str, Tensor]) -> Union[tuple, list]:
