@@ -13,6 +13,7 @@ from monoasd.datasets.kitti_io import encode_depth
 
 from conftest import import_tool
 from monoasd.synthetic import generator as gen
+from monoasd.synthetic import read_synthetic_meta
 
 cli = import_tool('create_synthetic_kitti')
 
@@ -148,7 +149,12 @@ def test_layout_and_imagesets(dataset):
         assert depth.dtype == np.uint16 and depth.shape == (HEIGHT, WIDTH)
         assert depth.max() > 0
     assert sorted(p.name for p in dataset.iterdir()) == [
-        'ImageSets', 'testing', 'training']
+        'ImageSets', 'synthetic.json', 'testing', 'training']
+    # the generation options, read back by run_main's data stage
+    assert read_synthetic_meta(str(dataset)) == dict(
+        num_train=NUM_TRAIN, num_val=NUM_VAL, num_test=NUM_TEST, seed=0,
+        width=WIDTH, height=HEIGHT, yaw='uniform', dense_depth=True,
+        depth_crop=None)
 
 
 def test_deterministic_across_workers_and_seeds(dataset, tmp_path):

@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p.add_argument('--num-test', type=int, default=8)
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the synthetic data')
-    p.add_argument('--yaw', choices=('uniform', 'road'), default='uniform',
+    p.add_argument('--yaw', choices=('uniform', 'road'), default=workflow.YAW,
                    help='yaw of the synthetic objects (tools/'
                    'create_synthetic_kitti.py --yaw)')
     p.add_argument('--seeds', type=int, default=1,

@@ -16,3 +16,13 @@ model = dict(
     loss_align_select=dict(type='AlignSelectLoss', loss_weight=10.0),
     loss_affinity=dict(type='AffinityLoss', loss_weight=1.0),
     loss_head=dict(type='DIDHeadDistillLoss'))
+# The control's hooks plus a ramp of the distillation terms over the first
+# epoch (96 of 192 iterations): the align/select/fusion modules start from
+# random weights, and at full weight their losses (about 130 against 10 for
+# detection at the first iteration) pull the baseline's features apart
+# before they are useful (docs/profile_search.md). Off in the KITTI config.
+custom_hooks = [
+    dict(type='ModalityMetaHook'),
+    dict(type='RNGStateHook'),
+    dict(type='DistillWarmupHook', warmup_iters=96),
+]

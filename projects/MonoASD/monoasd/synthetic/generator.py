@@ -34,6 +34,7 @@ The command line is ``tools/create_synthetic_kitti.py``
 (:func:`write_dataset` is what it calls).
 """
 
+import json
 import math
 import os
 import time
@@ -1239,6 +1240,22 @@ def make_splits(num_train: int, num_val: int,
             sorted(int(i) for i in perm[num_train:]))
 
 
+#: File at the root of a generated dataset with :func:`write_dataset`'s
+#: arguments (read back by :func:`read_synthetic_meta`).
+SYNTHETIC_META = 'synthetic.json'
+
+
+def read_synthetic_meta(root: str) -> Optional[Dict[str, Any]]:
+    """The generation arguments of a dataset written by
+    :func:`write_dataset`, or None for any other KITTI-format copy (or one
+    generated before the file existed)."""
+    path = os.path.join(root, SYNTHETIC_META)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_dataset(out: str,
                   num_train: int = 40,
                   num_val: int = 20,
@@ -1320,5 +1337,11 @@ def write_dataset(out: str,
     for name, ids in sets.items():
         atomic_write_bytes(os.path.join(out, 'ImageSets', name + '.txt'),
                            ''.join('%06d\n' % i for i in ids).encode())
+    meta = dict(num_train=num_train, num_val=num_val, num_test=num_test,
+                seed=seed, width=width, height=height, yaw=yaw,
+                dense_depth=dense_depth,
+                depth_crop=list(depth_crop) if depth_crop else None)
+    atomic_write_bytes(os.path.join(out, SYNTHETIC_META),
+                       json.dumps(meta, indent=1).encode())
     return dict(train_ids=train_ids, val_ids=val_ids, test_ids=test_ids,
                 seconds=time.time() - start, counts=totals)
