@@ -66,6 +66,8 @@ def test_small_split_warnings_name_class_difficulty_and_ceiling():
     assert small_split_warnings(_annos(90), ['Car']) == []
     # classes KITTI's evaluation does not know are left out
     assert small_split_warnings(_annos(5), ['Van']) == []
+    # annotations without the difficulty fields: no check, no error
+    assert small_split_warnings([dict(alpha=np.zeros(1))], ['Car']) == []
 
 
 def test_metric_logs_the_warning(capsys):
