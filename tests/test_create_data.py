@@ -40,8 +40,8 @@ def test_info_files_and_splits(mini_kitti):
     # Only the four info files are added; no temporary folder is left.
     assert sorted(os.listdir(root)) == [
         'ImageSets', 'kitti_infos_test.pkl', 'kitti_infos_train.pkl',
-        'kitti_infos_trainval.pkl', 'kitti_infos_val.pkl', 'testing',
-        'training']
+        'kitti_infos_trainval.pkl', 'kitti_infos_val.pkl', 'synthetic.json',
+        'testing', 'training']
     for split in SPLITS:
         path = root / f'kitti_infos_{split}.pkl'
         assert summary[split][0] == str(path)
