@@ -1,10 +1,12 @@
 """Oracle analysis (monoasd.evaluation.oracle, tools/analysis_tools)."""
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.config import Config
 
-from monoasd.evaluation.oracle import oracle_from_config, substitute
+from monoasd.evaluation.oracle import (GROUPS, mode_groups,
+                                       oracle_from_config, substitute)
 from conftest import ap40_ceiling, import_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,19 @@ def test_substitute_takes_nearest_object_and_reexpresses_offset():
     assert rois['heading'][2, :12].argmax() == 7
     assert torch.isclose(rois['heading'][2, 12 + 7], torch.tensor(-0.2))
     assert torch.equal(rois['size_3d'][1], torch.zeros(3))
+
+
+def test_mode_groups_joins_groups_and_refuses_unknown_names():
+    assert mode_groups('model') == () and mode_groups('perfect') == ()
+    assert mode_groups('all') == GROUPS
+    assert mode_groups('depth') == ('depth', )
+    # order of GROUPS whatever the order in the mode
+    assert mode_groups('heading+depth') == ('depth', 'heading')
+    assert mode_groups('size_3d+offset_3d+heading') == tuple(
+        g for g in GROUPS if g != 'depth')
+    for bad in ('depht', 'depth+', 'depth+depth', 'all+depth'):
+        with pytest.raises(ValueError, match='oracle mode'):
+            mode_groups(bad)
 
 
 def test_perfect_outputs_reach_the_attainable_ap(overfit_data):

@@ -6,7 +6,8 @@
 
 Evaluates the model, then the model with one output group (depth, size_3d,
 offset_3d, heading, or all) replaced by its target at each detection next
-to an object, and ``perfect`` (every output from the targets: the ceiling
+to an object, or several joined by ``+`` (``size_3d+offset_3d+heading``:
+all but depth), and ``perfect`` (every output from the targets: the ceiling
 of encoding, decoding and the metric). Prints Car AP|R40 moderate per mode
 (``monoasd.evaluation.oracle``; README, "Tests").
 """
@@ -42,9 +43,10 @@ def main(argv=None) -> dict:
     modes = args.modes if args.checkpoint else ['perfect']
     res = oracle_from_config(cfg, args.checkpoint, args.ann_file, modes)
     prefix = f'Kitti metric/pred_instances_3d/KITTI/{args.class_name}_'
-    print(f'{"mode":10s} ' + ' '.join(f'{k:>24s}' for k in KEYS))
+    width = max(10, *(len(m) for m in res))
+    print(f'{"mode":{width}s} ' + ' '.join(f'{k:>24s}' for k in KEYS))
     for mode, metrics in res.items():
-        print(f'{mode:10s} ' + ' '.join(
+        print(f'{mode:{width}s} ' + ' '.join(
             f'{metrics.get(prefix + k, float("nan")):24.2f}' for k in KEYS))
     if args.out:
         with open(args.out, 'w') as f:

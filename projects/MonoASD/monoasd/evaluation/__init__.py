@@ -7,12 +7,12 @@ from .kitti_cpu_iou import (apply_kitti_cpu_iou_patch, kitti_iou_path,
                             rotate_iou_cpu_eval)
 from .kitti_mono_metric import (MonoKittiMetric, info_frame_name, r40_ceiling,
                                 small_split_warnings)
-from .oracle import oracle_from_config, run_oracle
+from .oracle import mode_groups, oracle_from_config, run_oracle
 
 apply_kitti_cpu_iou_patch()
 
 __all__ = [
     'apply_kitti_cpu_iou_patch', 'kitti_iou_path', 'rotate_iou_cpu_eval',
-    'MonoKittiMetric', 'info_frame_name', 'oracle_from_config', 'run_oracle',
-    'r40_ceiling', 'small_split_warnings'
+    'MonoKittiMetric', 'info_frame_name', 'mode_groups', 'oracle_from_config',
+    'run_oracle', 'r40_ceiling', 'small_split_warnings'
 ]

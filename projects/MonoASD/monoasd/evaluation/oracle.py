@@ -27,6 +27,28 @@ from torch import Tensor
 GROUPS = ('depth', 'size_3d', 'offset_3d', 'heading')
 
 
+def mode_groups(mode: str) -> tuple:
+    """The output groups an oracle mode replaces by their targets.
+
+    ``'model'`` and ``'perfect'`` replace none (``perfect`` builds every
+    output from the targets elsewhere), ``'all'`` every group, a name of
+    :data:`GROUPS` that group, and ``+``-joined names (``'depth+offset_3d'``)
+    each of them: with all groups but one true, the AP lost is that
+    group's alone.
+    """
+    if mode in ('model', 'perfect'):
+        return ()
+    if mode == 'all':
+        return GROUPS
+    names = mode.split('+')
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(
+            f'unknown oracle mode {mode!r}: choose model, perfect, all, one '
+            f'of {GROUPS} or several of them joined by "+" (each once)')
+    return tuple(g for g in GROUPS if g in names)
+
+
 def perfect_dense(targets: Dict[str, Tensor], num_classes: int,
                   feat_hw: Sequence[int]) -> Dict[str, Tensor]:
     """Dense head outputs (logits, 2D offsets and sizes) from targets."""
@@ -140,25 +162,20 @@ def run_oracle(model, dataset, make_evaluator: Callable,
         make_evaluator (Callable): Returns a fresh mmengine ``Evaluator``
             for the dataset (one per mode).
         modes (Sequence[str]): ``'model'`` (no substitution),
-            ``'perfect'``, ``'all'`` and the names of :data:`GROUPS`.
+            ``'perfect'``, ``'all'``, the names of :data:`GROUPS` and
+            ``+``-joined sets of them (:func:`mode_groups`).
 
     Returns:
         dict: mode -> the evaluator's metrics.
     """
-    unknown = [m for m in modes
-               if m not in GROUPS + ('model', 'perfect', 'all')]
-    if unknown:
-        raise ValueError(f'unknown oracle modes {unknown}; choose from '
-                         f"{('model', 'perfect', 'all') + GROUPS}")
+    groups_of = {mode: mode_groups(mode) for mode in modes}
     model.eval()
     evaluators = {mode: make_evaluator() for mode in modes}
     for i in range(len(dataset)):
         data = model.data_preprocessor(pseudo_collate([dataset[i]]),
                                        training=True)
         for mode in modes:
-            groups = GROUPS if mode == 'all' else (
-                (mode, ) if mode in GROUPS else ())
-            samples = oracle_predict(model, data, groups,
+            samples = oracle_predict(model, data, groups_of[mode],
                                      perfect=mode == 'perfect')
             evaluators[mode].process(data_samples=samples, data_batch=data)
     return {mode: ev.evaluate(len(dataset))
