@@ -87,5 +87,8 @@ val_evaluator = dict(
     type='MonoKittiMetric',
     ann_file=data_root + 'kitti_infos_val.pkl',
     metric='bbox',
+    # median location/size/yaw errors of the boxes nearest to the moderate
+    # objects, next to the APs (README, "Training and testing")
+    box_errors=True,
     backend_args=backend_args)
 test_evaluator = val_evaluator
