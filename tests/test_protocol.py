@@ -84,6 +84,53 @@ def test_protocol_commands_for_seeds_and_ablation(monkeypatch, tmp_path):
     assert json.load(open(work / 'run_seconds.json')).keys() == set(names)
 
 
+def test_ablation_over_seeds(monkeypatch, tmp_path):
+    """--ablation-seeds 2: every KD term off for seeds 0 and 1, each run
+    from the baseline of its seed; more ablation seeds than seeds is
+    refused."""
+    run_main, calls, _ = fake_training(monkeypatch, tmp_path)
+    work = tmp_path / 'w'
+    run_main.main(['--work-dir', str(work), '--data-root', str(tmp_path),
+                   '--stages', 'teacher,student,monoasd', '--seeds', '3',
+                   '--ablation', '--ablation-seeds', '2', '--jobs', '1'])
+    names = [osp.basename(c[c.index('--work-dir') + 1]) for c in calls]
+    variants = list(workflow.ABLATIONS)
+    assert names[-9:] == [
+        'monoasd', 'monoasd_seed1', 'monoasd_seed2'] + [
+        f'monoasd_{v}' for v in variants] + [
+        f'monoasd_{v}_seed1' for v in variants]
+    cmd = calls[names.index('monoasd_no_head_seed1')]
+    base1 = str(work / 'student_seed1' / 'epoch_1.pth')
+    assert f'model.student_ckpt={base1}' in cmd
+    assert 'randomness.seed=1' in cmd and 'model.loss_head=None' in cmd
+    with pytest.raises(SystemExit):
+        run_main.parse_args(['--seeds', '2', '--ablation-seeds', '3'])
+
+
+def test_ablation_table_median_and_paired_difference():
+    from monoasd.apis import report
+
+    def row(v):
+        return {c: v for c in report.KEY_COLUMNS}
+
+    rows = {'monoasd': row(10.0), 'monoasd_seed1': row(4.0),
+            'monoasd_seed2': row(7.0),  # seed 2 has no ablation runs
+            'monoasd_no_head': row(8.0), 'monoasd_no_head_seed1': row(5.0),
+            'student': row(1.0)}
+    md, stats = report.ablation_table(rows, [0, 1])
+    col = report.KEY_COLUMNS[1]
+    assert list(stats) == ['monoasd', 'monoasd_no_head',
+                           'monoasd_no_head - all']
+    assert stats['monoasd'][col] == dict(median=7.0, min=4.0, max=10.0, n=2)
+    # per-seed differences 8 - 10 = -2 and 5 - 4 = +1
+    assert stats['monoasd_no_head - all'][col] == dict(
+        median=-0.5, min=-2.0, max=1.0, n=2)
+    assert '-0.50 [-2.00, 1.00]' in md
+    assert report.split_seed('monoasd_no_head_seed12') == (
+        'monoasd_no_head', 12)
+    assert report.split_seed('monoasd_no_head') == ('monoasd_no_head', 0)
+
+
 def test_independent_trainings_run_side_by_side(monkeypatch, tmp_path):
     """--jobs 2: teacher and baselines form one group, controls and
     distillations the next; each training gets cpu_count // 2 threads and

@@ -43,6 +43,11 @@ def parse_args(argv=None):
                    'median and spread')
     p.add_argument('--ablation', action='store_true',
                    help='also distil with each KD term off (seed 0)')
+    p.add_argument('--ablation-seeds', type=int, default=1,
+                   help='with --ablation: run the ablation for training '
+                   'seeds 0..N-1 (N <= --seeds); the report gives the '
+                   'median and spread of each variant and its paired '
+                   'difference from the full distillation')
     p.add_argument('--jobs', type=int, default=None,
                    help='trainings run side by side where they do not '
                    'depend on each other (teacher with baseline, control '
@@ -58,6 +63,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error('--seeds must be >= 1')
+    if not 1 <= args.ablation_seeds <= args.seeds:
+        p.error(f'--ablation-seeds must be between 1 and --seeds '
+                f'({args.seeds}): each ablation run starts from the '
+                'baseline of its seed')
     if args.jobs is None:
         args.jobs = workflow.default_jobs(args.profile)
     if args.jobs < 1:

@@ -100,6 +100,59 @@ def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
     return head + '\n'.join(lines) + '\n', stats
 
 
+def split_seed(name: str) -> tuple:
+    """'monoasd_no_head_seed1' -> ('monoasd_no_head', 1)."""
+    base, sep, seed = name.rpartition('_seed')
+    if sep and seed.isdigit():
+        return base, int(seed)
+    return name, 0
+
+
+def ablation_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
+    """Each distillation variant's median [min, max] over ``seeds``, and
+    its per-seed difference from the full distillation of the same seed.
+
+    Variants are the runs named ``monoasd_<variant>[_seed<N>]``; the full
+    distillation is ``monoasd[_seed<N>]``.
+    """
+    def name(kind, s):
+        return kind if s == 0 else f'{kind}_seed{s}'
+    variants = ['monoasd'] + sorted(
+        {split_seed(n)[0] for n in rows if n.startswith('monoasd_')} -
+        {'monoasd'})
+    stats = {}
+    for v in variants:
+        stats[v] = {c: spread([rows[name(v, s)].get(c) for s in seeds
+                               if name(v, s) in rows])
+                    for c in KEY_COLUMNS}
+        if v == 'monoasd':
+            continue
+        stats[f'{v} - all'] = {}
+        for c in KEY_COLUMNS:
+            diffs = []
+            for s in seeds:
+                a, b = rows.get(name(v, s)), rows.get(name('monoasd', s))
+                if a and b and a.get(c) is not None and \
+                        b.get(c) is not None:
+                    diffs.append(a[c] - b[c])
+            stats[f'{v} - all'][c] = spread(diffs)
+    head = (f'| Run (Car AP40 moderate, {len(seeds)} seeds) | ' +
+            ' | '.join(('AP3D@0.7', 'AP3D@0.5', 'APBEV@0.5', 'AP2D')) +
+            ' |\n|---|---|---|---|---|\n')
+    lines = []
+    for key, st in stats.items():
+        base, _, minus = key.partition(' - ')
+        label = display_name(base) + (' - all terms' if minus else '')
+        cells = [label]
+        for c in KEY_COLUMNS:
+            x = st[c]
+            cells.append('-' if x['median'] is None else
+                         f"{x['median']:.2f} [{x['min']:.2f}, "
+                         f"{x['max']:.2f}]")
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return head + '\n'.join(lines) + '\n', stats
+
+
 def _fmt(value, digits=2) -> str:
     if value is None or value != value:  # None or NaN
         return '-'
@@ -240,9 +293,13 @@ def write_report(names: Sequence[str], args,
     seeds_md, seed_stats = seed_table(rows, seeds)
     ablation = {n: r for n, r in rows.items()
                 if n.startswith('monoasd') and 'seed' not in n}
+    ablation_seeds = list(range(getattr(args, 'ablation_seeds', 1) or 1))
+    ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
     times_path = osp.join(args.work_dir, 'stage_seconds.json')
     times = json.load(open(times_path)) if osp.isfile(times_path) else {}
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
+                  ablation_seeds=ablation_seeds,
+                  ablation_stats=ablation_stats if len(ablation) > 1 else {},
                   stage_seconds=times, data_root=args.data_root,
                   profile=args.profile)
     with open(osp.join(out, 'results.json'), 'w') as f:
@@ -262,6 +319,12 @@ def write_report(names: Sequence[str], args,
         if len(ablation) > 1:
             f.write('Ablation (seed 0): one distillation term off at a '
                     'time.\n\n' + markdown_table(ablation) + '\n')
+            if len(ablation_seeds) > 1:
+                f.write('Ablation over training seeds ' +
+                        ', '.join(map(str, ablation_seeds)) + ': median '
+                        '[min, max] of each run, and of its difference '
+                        'from the full distillation of the same seed.\n\n'
+                        + ablation_md + '\n')
         if times:
             f.write('Wall time per stage (s): ' + ', '.join(
                 f'{k} {v:.0f}' for k, v in times.items()) +

@@ -293,9 +293,16 @@ def monoasd_runs(args) -> list:
     """(name, seed, extra options) of every distillation run."""
     runs = [(run_name('monoasd', s), s, []) for s in args.seed_list]
     if args.ablation:
-        runs += [(run_name('monoasd', 0, v), 0, opts)
+        runs += [(run_name('monoasd', s, v), s, opts)
+                 for s in ablation_seed_list(args)
                  for v, opts in ABLATIONS.items()]
     return runs
+
+
+def ablation_seed_list(args) -> list:
+    """Training seeds of the ablation runs: 0..N-1 for
+    ``--ablation-seeds N`` (1 by default: seed 0 only)."""
+    return list(range(getattr(args, 'ablation_seeds', 1) or 1))
 
 
 def monoasd_train_runs(args) -> list:
