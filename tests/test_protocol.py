@@ -107,6 +107,32 @@ def test_ablation_over_seeds(monkeypatch, tmp_path):
         run_main.parse_args(['--seeds', '2', '--ablation-seeds', '3'])
 
 
+def test_report_rows_carry_the_box_errors(tmp_path):
+    """metrics_row reads MonoKittiMetric's box errors; metrics written
+    without them show '-' in the seed table."""
+    from monoasd.apis import report
+    for name, dz in (('control', 0.6), ('monoasd', None)):
+        (tmp_path / name).mkdir()
+        metrics = {report.AP_KEY.format('3D', 'moderate', 'loose'): 5.0}
+        if dz is not None:
+            metrics[report.ERR_KEY.format('dz')] = dz
+            metrics[report.ERR_KEY.format('iou')] = 0.4
+        (tmp_path / name / 'test_metrics.json').write_text(
+            json.dumps(metrics))
+    rows = {n: report.metrics_row(str(tmp_path / n))
+            for n in ('control', 'monoasd')}
+    assert rows['control']['err_dz'] == 0.6
+    assert rows['control']['err_iou'] == 0.4
+    assert rows['monoasd']['err_dz'] is None
+    md, stats = report.seed_table(rows, [0])
+    assert 'median \\|dz\\| (m) | median IoU |' in md
+    assert stats['control']['err_dz']['median'] == 0.6
+    control_line = [ln for ln in md.splitlines()
+                    if ln.startswith('| ' + report.NAMES['control'])][0]
+    assert control_line.endswith('| 0.60 [0.60, 0.60] | 0.40 [0.40, 0.40] |')
+    assert stats['MonoASD - control']['err_dz']['n'] == 0
+
+
 def test_ablation_table_median_and_paired_difference():
     from monoasd.apis import report
 

@@ -25,7 +25,13 @@ AP_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_{}_AP40_{}_{}'
 AP2D_KEY = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_{}_strict'
 #: Columns of the seed, gain and ablation tables (moderate difficulty).
 KEY_COLUMNS = ('3D_moderate', '3D@0.5_moderate', 'BEV@0.5_moderate',
-               '2D_moderate')
+               '2D_moderate', 'err_dz', 'err_iou')
+#: Their headers: the APs, then the median |depth error| (m) and the median
+#: 3D IoU of the boxes nearest to the moderate cars (MonoKittiMetric's
+#: ``box_errors``; '-' for metrics written without them).
+KEY_HEADERS = ('AP3D@0.7', 'AP3D@0.5', 'APBEV@0.5', 'AP2D',
+               'median \\|dz\\| (m)', 'median IoU')
+ERR_KEY = 'Kitti metric/pred_instances_3d/KITTI/Car_moderate_err_{}'
 
 
 def display_name(name: str) -> str:
@@ -56,6 +62,8 @@ def metrics_row(work_dir: str) -> dict:
                     AP_KEY.format(kind, diff, mode))
     for diff in ('easy', 'moderate', 'hard'):
         row[f'2D_{diff}'] = metrics.get(AP2D_KEY.format(diff))
+    for err in ('dz', 'iou'):
+        row[f'err_{err}'] = metrics.get(ERR_KEY.format(err))
     return row
 
 
@@ -73,8 +81,8 @@ def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
         return kind if s == 0 else f'{kind}_seed{s}'
     stats, lines = {}, []
     head = ('| Model (Car AP40 moderate, ' + f'{len(seeds)} seeds) | ' +
-            ' | '.join(('AP3D@0.7', 'AP3D@0.5', 'APBEV@0.5', 'AP2D')) +
-            ' |\n|---|---|---|---|---|\n')
+            ' | '.join(KEY_HEADERS) + ' |\n|' +
+            '---|' * (len(KEY_HEADERS) + 1) + '\n')
     for kind in ('student', 'control', 'monoasd'):
         stats[kind] = {c: spread([rows[name(kind, s)].get(c) for s in seeds
                                   if name(kind, s) in rows])
@@ -137,8 +145,8 @@ def ablation_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
                     diffs.append(a[c] - b[c])
             stats[f'{v} - all'][c] = spread(diffs)
     head = (f'| Run (Car AP40 moderate, {len(seeds)} seeds) | ' +
-            ' | '.join(('AP3D@0.7', 'AP3D@0.5', 'APBEV@0.5', 'AP2D')) +
-            ' |\n|---|---|---|---|---|\n')
+            ' | '.join(KEY_HEADERS) + ' |\n|' +
+            '---|' * (len(KEY_HEADERS) + 1) + '\n')
     lines = []
     for key, st in stats.items():
         base, _, minus = key.partition(' - ')
