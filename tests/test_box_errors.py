@@ -33,7 +33,7 @@ def test_perfect_boxes_have_no_error():
     err = box_errors(gt, gt)
     assert err['num_objects'] == err['num_matched'] == 3
     for k in ERROR_KEYS:
-        expected = {'recall': 1.0, 'iou': 1.0}.get(k, 0.0)
+        expected = {'recall': 1.0, 'iou': 1.0, 'hit70': 1.0}.get(k, 0.0)
         assert err[k] == pytest.approx(expected, abs=1e-9), k
 
 
@@ -57,6 +57,7 @@ def test_errors_by_hand():
     assert err['dyaw'] == pytest.approx(0.0, abs=1e-9)  # 0, pi -> 0, 0.1
     assert err['flip'] == pytest.approx(1 / 3)
     assert err['iou'] == pytest.approx(0.6, abs=1e-6)
+    assert err['hit70'] == 0.0  # no pair reaches IoU 0.7
     lone = box_errors([_frame([[0, 1.6, 10]])], [_frame([[1, 1.6, 10]])])
     assert lone['iou'] == pytest.approx(0.6, abs=1e-6)
     flipped = box_errors([_frame([[0, 1.6, 10]])],
@@ -64,6 +65,10 @@ def test_errors_by_hand():
     assert flipped['iou'] == pytest.approx(1.0, abs=1e-6)
     assert flipped['dyaw'] == pytest.approx(0.0, abs=1e-9)
     assert flipped['flip'] == 1.0
+    # one of two objects paired at IoU 1, the other not paired at all
+    half = box_errors([_frame([[0, 1.6, 10], [9, 1.6, 30]])],
+                      [_frame([[0, 1.6, 10]], yaws=[np.pi])])
+    assert half['hit70'] == 0.5 and half['recall'] == 0.5
 
 
 def test_pairs_are_one_to_one_nearest_first_and_within_reach():
@@ -84,6 +89,7 @@ def test_only_counted_objects_and_same_class_detections():
     err = box_errors(gt, dt)
     assert err['num_objects'] == 1 and err['num_matched'] == 0
     assert err['recall'] == 0.0 and np.isnan(err['dz'])
+    assert err['hit70'] == 0.0
     # at hard (> 25 px too) it is still not counted; easy needs > 40 px
     assert box_errors(gt, gt, difficulty=0)['num_objects'] == 1
     # frames without objects or detections

@@ -18,7 +18,7 @@ from mmdet3d.evaluation.functional.kitti_utils.eval import (clean_data,
 _EVAL_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
 #: Error names, in the order :func:`box_errors` reports them.
 ERROR_KEYS = ('recall', 'dx', 'dy', 'dz', 'dz_rel', 'dz_bias', 'dl', 'dh',
-              'dw', 'dyaw', 'flip', 'iou')
+              'dw', 'dyaw', 'flip', 'iou', 'hit70')
 
 
 def _boxes(anno: dict, idx: np.ndarray) -> np.ndarray:
@@ -74,7 +74,8 @@ def box_errors(gt_annos: List[dict],
         ``dz_bias`` (mean signed dz, m), ``dyaw`` (median absolute yaw
         error modulo pi, rad: a box turned by pi is the same box),
         ``flip`` (share of pairs whose yaw is off by more than pi / 2) and
-        ``iou`` (median 3D IoU). Errors are NaN without pairs.
+        ``iou`` (median 3D IoU), ``hit70`` (share of the objects whose
+        paired box reaches 3D IoU 0.7). Errors are NaN without pairs.
     """
     if class_name not in _EVAL_CLASSES:
         raise ValueError(f'box_errors: class {class_name!r} is not one of '
@@ -105,6 +106,8 @@ def box_errors(gt_annos: List[dict],
                recall=len(rows) / num_objects if num_objects else float('nan'))
     if not rows:
         out.update({k: float('nan') for k in ERROR_KEYS if k != 'recall'})
+        if num_objects:
+            out['hit70'] = 0.0
         return out
     r = np.asarray(rows)
     med = lambda v: float(np.median(np.abs(v)))  # noqa: E731
@@ -116,7 +119,8 @@ def box_errors(gt_annos: List[dict],
         dw=med(r[:, 5]),
         dyaw=med((yaw + np.pi / 2) % np.pi - np.pi / 2),
         flip=float((np.abs(yaw) > np.pi / 2).mean()),
-        iou=float(np.median(ious)))
+        iou=float(np.median(ious)),
+        hit70=float(np.sum(np.asarray(ious) >= 0.7)) / num_objects)
     return out
 
 
