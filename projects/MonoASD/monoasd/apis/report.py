@@ -75,37 +75,59 @@ def spread(values: Sequence[float]) -> dict:
     return dict(median=float(np.median(v)), min=v[0], max=v[-1], n=len(v))
 
 
-def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
-    """Per-row median [min, max] over seeds, and the per-seed gains."""
-    def name(kind, s):
-        return kind if s == 0 else f'{kind}_seed{s}'
-    stats, lines = {}, []
-    head = ('| Model (Car AP40 moderate, ' + f'{len(seeds)} seeds) | ' +
-            ' | '.join(KEY_HEADERS) + ' |\n|' +
-            '---|' * (len(KEY_HEADERS) + 1) + '\n')
-    for kind in ('student', 'control', 'monoasd'):
-        stats[kind] = {c: spread([rows[name(kind, s)].get(c) for s in seeds
-                                  if name(kind, s) in rows])
-                       for c in KEY_COLUMNS}
-    for label, diff in (('MonoASD - control', ('monoasd', 'control')),
-                        ('MonoASD - baseline', ('monoasd', 'student'))):
-        stats[label] = {}
-        for c in KEY_COLUMNS:
-            gains = []
-            for s in seeds:
-                a, b = rows.get(name(diff[0], s)), rows.get(name(diff[1], s))
-                if a and b and a.get(c) is not None and b.get(c) is not None:
-                    gains.append(a[c] - b[c])
-            stats[label][c] = spread(gains)
+def seeded(kind: str, seed: int) -> str:
+    """Work-dir name of ``kind`` at a training seed ('control_seed2')."""
+    return kind if seed == 0 else f'{kind}_seed{seed}'
+
+
+def over_seeds(rows: Dict[str, dict], kind: str,
+               seeds: Sequence[int]) -> dict:
+    """Column -> :func:`spread` of ``kind``'s runs over ``seeds``."""
+    return {c: spread([rows[seeded(kind, s)].get(c) for s in seeds
+                       if seeded(kind, s) in rows]) for c in KEY_COLUMNS}
+
+
+def paired_over_seeds(rows: Dict[str, dict], a: str, b: str,
+                      seeds: Sequence[int]) -> dict:
+    """Column -> :func:`spread` of the per-seed differences ``a - b``
+    (seeds where both ran)."""
+    out = {}
+    for c in KEY_COLUMNS:
+        diffs = []
+        for s in seeds:
+            ra, rb = rows.get(seeded(a, s)), rows.get(seeded(b, s))
+            if ra and rb and ra.get(c) is not None and \
+                    rb.get(c) is not None:
+                diffs.append(ra[c] - rb[c])
+        out[c] = spread(diffs)
+    return out
+
+
+def spread_table(title: str, stats: Dict[str, dict], labels: dict) -> str:
+    """Markdown table of median [min, max] per row of ``stats``."""
+    lines = [f'| {title} | ' + ' | '.join(KEY_HEADERS) + ' |',
+             '|' + '---|' * (len(KEY_HEADERS) + 1)]
     for key, st in stats.items():
-        cells = [NAMES.get(key, key)]
+        cells = [labels.get(key, key)]
         for c in KEY_COLUMNS:
             x = st[c]
             cells.append('-' if x['median'] is None else
                          f"{x['median']:.2f} [{x['min']:.2f}, "
                          f"{x['max']:.2f}]")
         lines.append('| ' + ' | '.join(cells) + ' |')
-    return head + '\n'.join(lines) + '\n', stats
+    return '\n'.join(lines) + '\n'
+
+
+def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
+    """Per-row median [min, max] over seeds, and the per-seed gains."""
+    stats = {kind: over_seeds(rows, kind, seeds)
+             for kind in ('student', 'control', 'monoasd')}
+    stats['MonoASD - control'] = paired_over_seeds(rows, 'monoasd',
+                                                   'control', seeds)
+    stats['MonoASD - baseline'] = paired_over_seeds(rows, 'monoasd',
+                                                    'student', seeds)
+    return spread_table(f'Model (Car AP40 moderate, {len(seeds)} seeds)',
+                        stats, NAMES), stats
 
 
 def split_seed(name: str) -> tuple:
@@ -123,42 +145,19 @@ def ablation_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
     Variants are the runs named ``monoasd_<variant>[_seed<N>]``; the full
     distillation is ``monoasd[_seed<N>]``.
     """
-    def name(kind, s):
-        return kind if s == 0 else f'{kind}_seed{s}'
     variants = ['monoasd'] + sorted(
         {split_seed(n)[0] for n in rows if n.startswith('monoasd_')} -
         {'monoasd'})
-    stats = {}
+    stats, labels = {}, {}
     for v in variants:
-        stats[v] = {c: spread([rows[name(v, s)].get(c) for s in seeds
-                               if name(v, s) in rows])
-                    for c in KEY_COLUMNS}
-        if v == 'monoasd':
-            continue
-        stats[f'{v} - all'] = {}
-        for c in KEY_COLUMNS:
-            diffs = []
-            for s in seeds:
-                a, b = rows.get(name(v, s)), rows.get(name('monoasd', s))
-                if a and b and a.get(c) is not None and \
-                        b.get(c) is not None:
-                    diffs.append(a[c] - b[c])
-            stats[f'{v} - all'][c] = spread(diffs)
-    head = (f'| Run (Car AP40 moderate, {len(seeds)} seeds) | ' +
-            ' | '.join(KEY_HEADERS) + ' |\n|' +
-            '---|' * (len(KEY_HEADERS) + 1) + '\n')
-    lines = []
-    for key, st in stats.items():
-        base, _, minus = key.partition(' - ')
-        label = display_name(base) + (' - all terms' if minus else '')
-        cells = [label]
-        for c in KEY_COLUMNS:
-            x = st[c]
-            cells.append('-' if x['median'] is None else
-                         f"{x['median']:.2f} [{x['min']:.2f}, "
-                         f"{x['max']:.2f}]")
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return head + '\n'.join(lines) + '\n', stats
+        stats[v] = over_seeds(rows, v, seeds)
+        labels[v] = display_name(v)
+        if v != 'monoasd':
+            key = f'{v} - all'
+            stats[key] = paired_over_seeds(rows, v, 'monoasd', seeds)
+            labels[key] = display_name(v) + ' - all terms'
+    return spread_table(f'Run (Car AP40 moderate, {len(seeds)} seeds)',
+                        stats, labels), stats
 
 
 def _fmt(value, digits=2) -> str:
