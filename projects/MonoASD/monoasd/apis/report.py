@@ -75,16 +75,24 @@ def spread(values: Sequence[float]) -> dict:
     return dict(median=float(np.median(v)), min=v[0], max=v[-1], n=len(v))
 
 
-def seeded(kind: str, seed: int) -> str:
-    """Work-dir name of ``kind`` at a training seed ('control_seed2')."""
-    return kind if seed == 0 else f'{kind}_seed{seed}'
+def run_name(kind: str, seed: int, variant: str = '') -> str:
+    """Work-dir name of one training run ('student', 'monoasd_seed1',
+    'monoasd_no_head', ...)."""
+    name = kind + (f'_{variant}' if variant else '')
+    return name if seed == 0 else f'{name}_seed{seed}'
+
+
+def ablation_seed_list(args) -> list:
+    """Training seeds of the ablation runs: 0..N-1 for
+    ``--ablation-seeds N`` (1 by default: seed 0 only)."""
+    return list(range(getattr(args, 'ablation_seeds', 1) or 1))
 
 
 def over_seeds(rows: Dict[str, dict], kind: str,
                seeds: Sequence[int]) -> dict:
     """Column -> :func:`spread` of ``kind``'s runs over ``seeds``."""
-    return {c: spread([rows[seeded(kind, s)].get(c) for s in seeds
-                       if seeded(kind, s) in rows]) for c in KEY_COLUMNS}
+    return {c: spread([rows[run_name(kind, s)].get(c) for s in seeds
+                       if run_name(kind, s) in rows]) for c in KEY_COLUMNS}
 
 
 def paired_over_seeds(rows: Dict[str, dict], a: str, b: str,
@@ -95,7 +103,7 @@ def paired_over_seeds(rows: Dict[str, dict], a: str, b: str,
     for c in KEY_COLUMNS:
         diffs = []
         for s in seeds:
-            ra, rb = rows.get(seeded(a, s)), rows.get(seeded(b, s))
+            ra, rb = rows.get(run_name(a, s)), rows.get(run_name(b, s))
             if ra and rb and ra.get(c) is not None and \
                     rb.get(c) is not None:
                 diffs.append(ra[c] - rb[c])
@@ -300,7 +308,7 @@ def write_report(names: Sequence[str], args,
     seeds_md, seed_stats = seed_table(rows, seeds)
     ablation = {n: r for n, r in rows.items()
                 if n.startswith('monoasd') and 'seed' not in n}
-    ablation_seeds = list(range(getattr(args, 'ablation_seeds', 1) or 1))
+    ablation_seeds = ablation_seed_list(args)
     ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
     times_path = osp.join(args.work_dir, 'stage_seconds.json')
     times = json.load(open(times_path)) if osp.isfile(times_path) else {}

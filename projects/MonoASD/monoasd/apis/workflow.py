@@ -39,7 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..synthetic.generator import SYNTHETIC_META, read_synthetic_meta
-from .report import write_report
+from .report import ablation_seed_list, run_name, write_report
 
 CFG_DIR = 'configs/monoasd/'
 PROFILES = {
@@ -102,13 +102,6 @@ def run(args, cmd: list, threads: int = 0, log_file: str = '') -> None:
         tail = f' (log: {log_file})' if log_file else ''
         raise SystemExit(f'command failed ({proc.returncode}): '
                          f'{" ".join(cmd)}{tail}')
-
-
-def run_name(kind: str, seed: int, variant: str = '') -> str:
-    """Work-dir name of one training run ('student', 'monoasd_seed1',
-    'monoasd_no_head', ...)."""
-    name = kind + (f'_{variant}' if variant else '')
-    return name if seed == 0 else f'{name}_seed{seed}'
 
 
 def data_overrides(args) -> list:
@@ -297,12 +290,6 @@ def monoasd_runs(args) -> list:
                  for s in ablation_seed_list(args)
                  for v, opts in ABLATIONS.items()]
     return runs
-
-
-def ablation_seed_list(args) -> list:
-    """Training seeds of the ablation runs: 0..N-1 for
-    ``--ablation-seeds N`` (1 by default: seed 0 only)."""
-    return list(range(getattr(args, 'ablation_seeds', 1) or 1))
 
 
 def monoasd_train_runs(args) -> list:

@@ -15,7 +15,7 @@ from mmdet3d.evaluation.functional.kitti_utils.eval import (clean_data,
                                                             d3_box_overlap)
 
 #: KITTI's evaluated classes, in the order ``clean_data`` indexes them.
-_EVAL_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
+KITTI_EVAL_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
 #: Error names, in the order :func:`box_errors` reports them.
 ERROR_KEYS = ('recall', 'dx', 'dy', 'dz', 'dz_rel', 'dz_bias', 'dl', 'dh',
               'dw', 'dyaw', 'flip', 'iou', 'hit70')
@@ -77,13 +77,13 @@ def box_errors(gt_annos: List[dict],
         ``iou`` (median 3D IoU), ``hit70`` (share of the objects whose
         paired box reaches 3D IoU 0.7). Errors are NaN without pairs.
     """
-    if class_name not in _EVAL_CLASSES:
+    if class_name not in KITTI_EVAL_CLASSES:
         raise ValueError(f'box_errors: class {class_name!r} is not one of '
-                         f"KITTI's evaluated classes {_EVAL_CLASSES}")
+                         f"KITTI's evaluated classes {KITTI_EVAL_CLASSES}")
     if len(gt_annos) != len(dt_annos):
         raise ValueError(f'box_errors: {len(gt_annos)} annotated frames but '
                          f'{len(dt_annos)} frames of detections')
-    cls = _EVAL_CLASSES.index(class_name)
+    cls = KITTI_EVAL_CLASSES.index(class_name)
     rows, ious, num_objects = [], [], 0
     for gt, dt in zip(gt_annos, dt_annos):
         _, ignored_gt, _, _ = clean_data(gt, dt, cls, difficulty)

@@ -16,8 +16,9 @@ from mmdet3d.evaluation.metrics import KittiMetric
 from mmdet3d.registry import METRICS
 
 from ..datasets.kitti_check import frame_name
-from .box_errors import ERROR_KEYS, box_errors, format_box_errors
 from ..utils.threads import torch_threads_kept
+from .box_errors import (ERROR_KEYS, KITTI_EVAL_CLASSES, box_errors,
+                         format_box_errors)
 
 
 def info_frame_name(info: dict, cam_key: str = 'CAM2') -> str:
@@ -28,8 +29,8 @@ def info_frame_name(info: dict, cam_key: str = 'CAM2') -> str:
     return f'{int(info["sample_idx"]):06d}'
 
 
-#: Classes and difficulties KITTI's ``clean_data`` knows, in its order.
-KITTI_EVAL_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
+#: Difficulties KITTI's ``clean_data`` knows, in its order (the classes:
+#: ``KITTI_EVAL_CLASSES``).
 KITTI_DIFFICULTIES = ('easy', 'moderate', 'hard')
 
 
