@@ -198,6 +198,54 @@ def test_independent_trainings_run_side_by_side(monkeypatch, tmp_path):
     assert f'model.student_ckpt={base1}' in cmd
 
 
+def test_eval_dir_evaluates_the_models_on_another_copy(monkeypatch,
+                                                      tmp_path):
+    """--eval-dir with --stages eval,report: every model of the work dir
+    is tested on --data-root's val split; its metrics and the eval stage's
+    time go to the eval dir, and the report reads them from there."""
+    from monoasd.apis import report
+    run_main, calls, _ = fake_training(monkeypatch, tmp_path)
+    work, other, ev = tmp_path / 'w', tmp_path / 'other', tmp_path / 'ev'
+    run_main.main(['--work-dir', str(work), '--data-root', str(tmp_path),
+                   '--stages', 'teacher,student,control,monoasd',
+                   '--jobs', '1'])
+    fake = workflow.run
+    aps = dict(teacher=40.0, student=10.0, control=12.0, monoasd=15.0)
+
+    def run(args, cmd, threads=0, log_file=''):
+        fake(args, cmd, threads, log_file)
+        if 'tools/test.py' in cmd:  # what tools/test.py --out-json writes
+            out = cmd[cmd.index('--out-json') + 1]
+            ap = aps[osp.basename(osp.dirname(out))]
+            Path(out).write_text(json.dumps(
+                {report.AP_KEY.format('3D', 'moderate', 'loose'): ap}))
+
+    monkeypatch.setattr(workflow, 'run', run)
+    calls.clear()
+    argv = ['--work-dir', str(work), '--data-root', str(other),
+            '--eval-dir', str(ev), '--results', str(tmp_path / 'res')]
+    run_main.main(argv + ['--stages', 'eval'])
+    tested = [c for c in calls if 'tools/test.py' in c]
+    assert len(tested) == 4
+    for cmd in tested:
+        out = Path(cmd[cmd.index('--out-json') + 1])
+        assert out.parent.parent == ev and out.is_file()
+        assert f'test_evaluator.ann_file={other}/kitti_infos_val.pkl' in cmd
+    assert not list(work.glob('*/test_metrics.json'))
+    assert json.load(open(ev / 'stage_seconds.json')).keys() == {'eval'}
+    assert 'eval' not in json.load(open(work / 'stage_seconds.json'))
+
+    args = run_main.parse_args(argv)
+    res = report.write_report(['teacher', 'student', 'control', 'monoasd'],
+                              args)
+    assert {n: r['3D@0.5_moderate'] for n, r in res['rows'].items()} == aps
+    assert res['seed_stats']['MonoASD - control']['3D@0.5_moderate'][
+        'median'] == 3.0
+    assert res['stage_seconds'].keys() == {'teacher+student',
+                                           'control+monoasd', 'eval'}
+    assert res['data_root'] == str(other)
+
+
 def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):
     run_main, _, _ = fake_training(monkeypatch, tmp_path)
     with pytest.raises(SystemExit, match='teacher is not trained'):

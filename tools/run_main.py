@@ -10,6 +10,9 @@ Examples::
     python tools/run_main.py --seeds 3              # 3 student-side seeds
     python tools/run_main.py --ablation             # one KD term off each
     python tools/run_main.py --data-root data/kitti --profile kitti
+    # the trained models evaluated on another KITTI-format copy
+    python tools/run_main.py --stages eval,report --data-root data/other \\
+        --eval-dir work_dirs/mini_kitti_on_other --results results_other
 """
 import argparse
 import os.path as osp
@@ -24,6 +27,12 @@ def parse_args(argv=None):
     p.add_argument('--data-root', default='data/mini_kitti')
     p.add_argument('--work-dir', default='work_dirs/mini_kitti')
     p.add_argument('--results', default='results')
+    p.add_argument('--eval-dir', default=None,
+                   help='where the eval stage writes each model\'s '
+                   'test_metrics.json and the report reads them (default: '
+                   '--work-dir). With --stages eval,report and --data-root '
+                   'another KITTI-format copy, it evaluates the trained '
+                   'models of --work-dir on that copy\'s val split')
     p.add_argument('--profile', choices=sorted(workflow.PROFILES),
                    default='tiny')
     p.add_argument('--stages', default=','.join(workflow.STAGES),

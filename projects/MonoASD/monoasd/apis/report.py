@@ -48,9 +48,13 @@ def train_seconds_per_iter(work_dir: str) -> float:
     return times[len(times) // 2] if times else float('nan')
 
 
-def metrics_row(work_dir: str) -> dict:
-    """Car AP40 (E/M/H at IoU 0.7 and 0.5, 2D) and timings of one model."""
-    with open(osp.join(work_dir, 'test_metrics.json')) as f:
+def metrics_row(work_dir: str, metrics_dir: Optional[str] = None) -> dict:
+    """Car AP40 (E/M/H at IoU 0.7 and 0.5, 2D) and timings of one model.
+
+    The metrics come from ``metrics_dir/test_metrics.json`` (``work_dir``
+    by default), the training s/iter from ``work_dir``'s logs.
+    """
+    with open(osp.join(metrics_dir or work_dir, 'test_metrics.json')) as f:
         metrics = json.load(f)
     row = dict(train_s_per_iter=train_seconds_per_iter(work_dir),
                infer_ms_per_image=metrics.get('infer_ms_per_image'))
@@ -80,6 +84,24 @@ def run_name(kind: str, seed: int, variant: str = '') -> str:
     'monoasd_no_head', ...)."""
     name = kind + (f'_{variant}' if variant else '')
     return name if seed == 0 else f'{name}_seed{seed}'
+
+
+def eval_dir(args) -> str:
+    """Where the eval stage writes each run's ``test_metrics.json`` and the
+    report reads them: ``--eval-dir``, or the work dir."""
+    return getattr(args, 'eval_dir', None) or args.work_dir
+
+
+def stage_seconds(args) -> dict:
+    """Stage wall times of the work dir, with the eval stage's from
+    :func:`eval_dir` where that is another directory."""
+    times = {}
+    for d in dict.fromkeys((args.work_dir, eval_dir(args))):
+        path = osp.join(d, 'stage_seconds.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                times.update(json.load(f))
+    return times
 
 
 def ablation_seed_list(args) -> list:
@@ -284,8 +306,10 @@ def write_report(names: Sequence[str], args,
 
     Args:
         names (Sequence[str]): Evaluated runs (work-dir names under
-            ``args.work_dir``, each with ``test_metrics.json``).
+            ``args.work_dir``, each with ``test_metrics.json`` under
+            :func:`eval_dir`).
         args: :mod:`monoasd.apis.workflow` options (``work_dir``, ``results``,
+            ``eval_dir``,
             ``profile``, ``data_root``, ``seed_list``, ``ablation``, and
             optionally ``num_pictures``).
         picture_models (dict, optional): Label -> (config, checkpoint) of
@@ -293,7 +317,8 @@ def write_report(names: Sequence[str], args,
     """
     out = args.results
     os.makedirs(out, exist_ok=True)
-    rows = {n: metrics_row(osp.join(args.work_dir, n)) for n in names}
+    rows = {n: metrics_row(osp.join(args.work_dir, n),
+                           osp.join(eval_dir(args), n)) for n in names}
     main = {n: rows[n] for n in MAIN_ROWS if n in rows}
     pictures = []
     for name in main:
@@ -310,8 +335,7 @@ def write_report(names: Sequence[str], args,
                 if n.startswith('monoasd') and 'seed' not in n}
     ablation_seeds = ablation_seed_list(args)
     ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
-    times_path = osp.join(args.work_dir, 'stage_seconds.json')
-    times = json.load(open(times_path)) if osp.isfile(times_path) else {}
+    times = stage_seconds(args)
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
                   ablation_seeds=ablation_seeds,
                   ablation_stats=ablation_stats if len(ablation) > 1 else {},

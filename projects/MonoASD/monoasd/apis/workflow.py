@@ -18,8 +18,8 @@ The reference protocol with a fair control (``docs/protocol.md``)::
              wall times, curves and pictures
 
 Each stage is a function of the parsed options (``args``: ``root``,
-``data_root``, ``work_dir``, ``results``, ``profile``, ``seed_list``,
-``ablation``, ``jobs``, ...) that runs the repository's tools as
+``data_root``, ``work_dir``, ``eval_dir``, ``results``, ``profile``,
+``seed_list``, ``ablation``, ``jobs``, ...) that runs the repository's tools as
 subprocesses and skips what is already done, so an interrupted job
 resumes. The trainings of ``teacher`` and ``student`` do not depend on each
 other, nor do those of ``control`` and ``monoasd``: each pair runs as one
@@ -39,7 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..synthetic.generator import SYNTHETIC_META, read_synthetic_meta
-from .report import ablation_seed_list, run_name, write_report
+from .report import (ablation_seed_list, eval_dir, run_name, stage_seconds,
+                     write_report)
 
 CFG_DIR = 'configs/monoasd/'
 PROFILES = {
@@ -348,11 +349,12 @@ def evaluated_runs(args) -> list:
 
 def stage_eval(args) -> None:
     for name, cfg, ckpt in evaluated_runs(args):
-        work_dir = osp.join(args.work_dir, name)
+        work_dir = osp.join(eval_dir(args), name)
         out = osp.join(work_dir, 'test_metrics.json')
         if osp.isfile(out):
             log(f'eval {name}: done')
             continue
+        os.makedirs(work_dir, exist_ok=True)
         run(args, [sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir',
                    osp.join(work_dir, 'test'), '--out-json', out,
                    '--benchmark-images', str(args.benchmark_images),
@@ -399,21 +401,18 @@ def run_stages(args, stages) -> dict:
     Wall times go to ``work_dir/stage_seconds.json`` (a resumed stage that
     finds everything done keeps the time of the run that did the work;
     a group of training stages run together, e.g. ``teacher+student``, has
-    one entry) and each training's to ``work_dir/run_seconds.json``.
+    one entry; the eval stage's goes to ``eval_dir`` where ``--eval-dir``
+    is another directory) and each training's to
+    ``work_dir/run_seconds.json``.
 
     Returns:
-        dict: Stage name -> seconds, as written.
+        dict: Stage name -> seconds, as written (:func:`stage_seconds`).
     """
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise SystemExit(f'unknown stages {sorted(unknown)}; choose from '
                          f'{STAGES}')
     os.makedirs(args.work_dir, exist_ok=True)
-    times_path = osp.join(args.work_dir, 'stage_seconds.json')
-    times = {}
-    if osp.isfile(times_path):
-        with open(times_path) as f:
-            times = json.load(f)
     start = time.time()
     group_of = {name: group for group in TRAIN_GROUPS for name, _ in group}
     done = set()
@@ -432,10 +431,17 @@ def run_stages(args, stages) -> dict:
             func(args)
         took = time.time() - t0
         if stage != 'report':
+            times_dir = eval_dir(args) if stage == 'eval' else args.work_dir
+            times_path = osp.join(times_dir, 'stage_seconds.json')
+            times = {}
+            if osp.isfile(times_path):
+                with open(times_path) as f:
+                    times = json.load(f)
             if took > 5 or key not in times:
                 times[key] = round(took, 1)
+            os.makedirs(times_dir, exist_ok=True)
             with open(times_path, 'w') as f:
                 json.dump(times, f, indent=1)
         log(f'stage {key} took {took:.0f} s')
     log(f'done in {time.time() - start:.0f} s')
-    return times
+    return stage_seconds(args)
