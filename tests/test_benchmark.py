@@ -45,6 +45,10 @@ def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
                           'align', 'fusion', 'adapters', 'losses'}
     assert all(v > 0 for k, v in parts.items() if k != 'backward_step_rest')
     assert math.isfinite(train['time_vs_flop_ratio'])
+    for name in ('student', 'distiller'):
+        assert train[f'{name}_channels_last']['n'] == 1
+        assert train[f'{name}_channels_last_speedup'] > 0
+    assert 's/iter, channels_last weights' in text
     assert tiny['data'][0]['workers'] == 0
     tms = tiny['transforms_ms']
     assert tms['LoadDenseDepth'] > 0 and tms['LoadImageFromFileMono3D'] > 0

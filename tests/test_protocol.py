@@ -198,8 +198,8 @@ def test_independent_trainings_run_side_by_side(monkeypatch, tmp_path):
     assert f'model.student_ckpt={base1}' in cmd
 
 
-def test_eval_dir_evaluates_the_models_on_another_copy(monkeypatch,
-                                                      tmp_path):
+def test_eval_dir_evaluates_the_models_on_another_copy(
+        monkeypatch, tmp_path):
     """--eval-dir with --stages eval,report: every model of the work dir
     is tested on --data-root's val split; its metrics and the eval stage's
     time go to the eval dir, and the report reads them from there."""

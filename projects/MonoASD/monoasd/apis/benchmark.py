@@ -10,7 +10,8 @@ worst of its repetitions. Sections:
   FLOPs (mmengine's ``get_model_complexity_info``), latency per image;
 * ``train``: seconds per training iteration, distiller vs student alone,
   with the forward time of each part (forward hooks) and the FLOPs of both
-  steps (``torch.utils.flop_counter``, forward + backward);
+  steps (``torch.utils.flop_counter``, forward + backward), and both again
+  with their weights in ``channels_last`` memory format;
 * ``scan``: the fused (numba) and the chunked CPU selective scans vs the
   sequential scan;
 * ``data``: training-pipeline samples/s with and without the depth map;
@@ -238,7 +239,12 @@ def bench_train(student_cfg: Config, distill_cfg: Config, batch: dict,
     """s/iter of the distiller vs the student alone on the same batch."""
     student = build_model(student_cfg).train()
     distiller = build_model(distill_cfg).train()
+    # the same models with their weights in channels_last (NHWC) memory
+    # format, which the convolutions' outputs then follow
+    cl = {name: copy.deepcopy(m).to(memory_format=torch.channels_last)
+          for name, m in (('student', student), ('distiller', distiller))}
     opt_s, opt_d = _optim(student), _optim(distiller)
+    opt_cl = {name: _optim(m) for name, m in cl.items()}
     timer = ForwardTimer(distiller, DISTILLER_PARTS)
     parts = {k: [] for k in DISTILLER_PARTS}
 
@@ -251,10 +257,19 @@ def bench_train(student_cfg: Config, distill_cfg: Config, batch: dict,
         for k, v in timer.totals.items():
             parts[k].append(v)
 
-    times = side_by_side(dict(student=step_student,
-                              distiller=step_distiller), reps)
+    def step_cl(name):
+        return lambda: cl[name].train_step(copy.deepcopy(batch),
+                                           opt_cl[name])
+
+    times = side_by_side(
+        dict(student=step_student, distiller=step_distiller,
+             student_channels_last=step_cl('student'),
+             distiller_channels_last=step_cl('distiller')), reps)
     timer.remove()
     out = dict(times)
+    for name in ('student', 'distiller'):
+        out[f'{name}_channels_last_speedup'] = ratio(
+            times[name], times[f'{name}_channels_last'])
     out['time_ratio'] = ratio(times['distiller'], times['student'])
     # the warm-up step is in ``parts`` too: use the timed repetitions
     out['distiller_parts_median'] = {
@@ -647,6 +662,14 @@ def format_report(res: dict) -> str:
                       '| distiller part (forward) | s |', '|---|---|']
             for k, v in tr['distiller_parts_median'].items():
                 lines.append(f'| {k} | {fmt(v)} |')
+            lines += ['', '| model | s/iter, channels_last weights | '
+                      'speed-up |', '|---|---|---|']
+            for name in ('student', 'distiller'):
+                t = tr[f'{name}_channels_last']
+                lines.append(
+                    f'| {name} | {fmt(t["median"])} [{fmt(t["best"])}, '
+                    f'{fmt(t["worst"])}] | '
+                    f'{tr[name + "_channels_last_speedup"]:.3f} |')
             lines.append('')
         data = sec.get('data')
         if data:
