@@ -309,9 +309,8 @@ def write_report(names: Sequence[str], args,
             ``args.work_dir``, each with ``test_metrics.json`` under
             :func:`eval_dir`).
         args: :mod:`monoasd.apis.workflow` options (``work_dir``, ``results``,
-            ``eval_dir``,
             ``profile``, ``data_root``, ``seed_list``, ``ablation``, and
-            optionally ``num_pictures``).
+            optionally ``eval_dir`` and ``num_pictures``).
         picture_models (dict, optional): Label -> (config, checkpoint) of
             the models drawn on val frames; None draws nothing.
     """
