@@ -92,15 +92,21 @@ def eval_dir(args) -> str:
     return getattr(args, 'eval_dir', None) or args.work_dir
 
 
+def read_seconds(path: str) -> dict:
+    """Name -> seconds of a wall-time file (``stage_seconds.json``,
+    ``run_seconds.json``); empty where there is none yet."""
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def stage_seconds(args) -> dict:
     """Stage wall times of the work dir, with the eval stage's from
     :func:`eval_dir` where that is another directory."""
     times = {}
     for d in dict.fromkeys((args.work_dir, eval_dir(args))):
-        path = osp.join(d, 'stage_seconds.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                times.update(json.load(f))
+        times.update(read_seconds(osp.join(d, 'stage_seconds.json')))
     return times
 
 

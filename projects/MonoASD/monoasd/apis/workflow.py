@@ -39,8 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..synthetic.generator import SYNTHETIC_META, read_synthetic_meta
-from .report import (ablation_seed_list, eval_dir, run_name, stage_seconds,
-                     write_report)
+from .report import (ablation_seed_list, eval_dir, read_seconds, run_name,
+                     stage_seconds, write_report)
 
 CFG_DIR = 'configs/monoasd/'
 PROFILES = {
@@ -158,7 +158,7 @@ def record_run_seconds(args, name: str, seconds: float) -> None:
     (trainings side by side finish in any order: one writer at a time)."""
     path = osp.join(args.work_dir, 'run_seconds.json')
     with _RUN_SECONDS_LOCK:
-        times = json.load(open(path)) if osp.isfile(path) else {}
+        times = read_seconds(path)
         times[name] = round(seconds, 1)
         with open(path, 'w') as f:
             json.dump(times, f, indent=1)
@@ -433,10 +433,7 @@ def run_stages(args, stages) -> dict:
         if stage != 'report':
             times_dir = eval_dir(args) if stage == 'eval' else args.work_dir
             times_path = osp.join(times_dir, 'stage_seconds.json')
-            times = {}
-            if osp.isfile(times_path):
-                with open(times_path) as f:
-                    times = json.load(f)
+            times = read_seconds(times_path)
             if took > 5 or key not in times:
                 times[key] = round(took, 1)
             os.makedirs(times_dir, exist_ok=True)
