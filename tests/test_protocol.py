@@ -147,10 +147,11 @@ def test_ablation_table_median_and_paired_difference():
     col = report.KEY_COLUMNS[1]
     assert list(stats) == ['monoasd', 'monoasd_no_head',
                            'monoasd_no_head - all']
-    assert stats['monoasd'][col] == dict(median=7.0, min=4.0, max=10.0, n=2)
+    assert stats['monoasd'][col] == dict(median=7.0, min=4.0, max=10.0,
+                                         mean=7.0, n=2)
     # per-seed differences 8 - 10 = -2 and 5 - 4 = +1
     assert stats['monoasd_no_head - all'][col] == dict(
-        median=-0.5, min=-2.0, max=1.0, n=2)
+        median=-0.5, min=-2.0, max=1.0, mean=-0.5, n=2)
     assert '-0.50 [-2.00, 1.00]' in md
     assert report.split_seed('monoasd_no_head_seed12') == (
         'monoasd_no_head', 12)
@@ -265,11 +266,34 @@ def test_seed_table_median_spread_and_gain():
             'monoasd_seed2': row(10.0)}
     md, stats = report.seed_table(rows, [0, 1, 2])
     col = report.KEY_COLUMNS[0]
-    assert stats['student'][col] == dict(median=2.0, min=1.0, max=6.0, n=3)
+    assert stats['student'][col] == dict(median=2.0, min=1.0, max=6.0,
+                                         mean=3.0, n=3)
     # per-seed gains 3, 0, 6 -> median 3
     assert stats['MonoASD - control'][col] == dict(median=3.0, min=0.0,
-                                                   max=6.0, n=3)
+                                                   max=6.0, mean=3.0, n=3)
     assert '3.00 [0.00, 6.00]' in md
+
+
+def test_per_seed_gains_keep_seed_order_and_skip_missing_runs():
+    from monoasd.apis import report
+
+    def row(v, **extra):
+        r = {c: v for c in report.KEY_COLUMNS}
+        r.update(extra)
+        return r
+
+    rows = {'control': row(2.0), 'monoasd': row(5.0),
+            'control_seed1': row(3.0), 'monoasd_seed1': row(2.0),
+            # seed 2: MonoASD has no AP3D@0.7; seed 3: no control at all
+            'control_seed2': row(1.0), 'monoasd_seed2': row(
+                4.0, **{'3D_moderate': None}),
+            'monoasd_seed3': row(9.0)}
+    md, gains = report.per_seed_lines(rows, [0, 1, 2, 3])
+    assert gains['3D@0.5_moderate'] == [3.0, -1.0, 3.0, None]
+    assert gains['3D_moderate'] == [3.0, -1.0, None, None]
+    assert '- AP3D@0.5: +3.00, -1.00, +3.00, - (mean +1.67)' in md
+    assert '- AP3D@0.7: +3.00, -1.00, -, - (mean +1.00)' in md
+    assert md.startswith('MonoASD - control per seed (0, 1, 2, 3)')
 
 
 @pytest.mark.parametrize('config', sorted(

@@ -72,11 +72,12 @@ def metrics_row(work_dir: str, metrics_dir: Optional[str] = None) -> dict:
 
 
 def spread(values: Sequence[float]) -> dict:
-    """Median, min and max of a list of numbers."""
+    """Median, min, max and mean of a list of numbers (None skipped)."""
     v = sorted(x for x in values if x is not None)
     if not v:
-        return dict(median=None, min=None, max=None, n=0)
-    return dict(median=float(np.median(v)), min=v[0], max=v[-1], n=len(v))
+        return dict(median=None, min=None, max=None, mean=None, n=0)
+    return dict(median=float(np.median(v)), min=v[0], max=v[-1],
+                mean=float(np.mean(v)), n=len(v))
 
 
 def run_name(kind: str, seed: int, variant: str = '') -> str:
@@ -137,6 +138,43 @@ def paired_over_seeds(rows: Dict[str, dict], a: str, b: str,
                 diffs.append(ra[c] - rb[c])
         out[c] = spread(diffs)
     return out
+
+
+def per_seed_differences(rows: Dict[str, dict], a: str, b: str,
+                         seeds: Sequence[int], column: str) -> list:
+    """``a - b`` of ``column`` for each of ``seeds``, in order (None where
+    a run or its metric is missing)."""
+    out = []
+    for s in seeds:
+        ra, rb = rows.get(run_name(a, s)), rows.get(run_name(b, s))
+        ok = ra and rb and ra.get(column) is not None and \
+            rb.get(column) is not None
+        out.append(ra[column] - rb[column] if ok else None)
+    return out
+
+
+#: Columns listed seed by seed under the seed table, with their names.
+PER_SEED_COLUMNS = (('3D@0.5_moderate', 'AP3D@0.5'),
+                    ('BEV@0.5_moderate', 'APBEV@0.5'),
+                    ('3D_moderate', 'AP3D@0.7'))
+
+
+def per_seed_lines(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
+    """MonoASD - control seed by seed for :data:`PER_SEED_COLUMNS`, with
+    the mean over the seeds that have both runs: markdown and a dict
+    (column -> list of differences in ``seeds`` order)."""
+    gains, lines = {}, []
+    for column, label in PER_SEED_COLUMNS:
+        diffs = per_seed_differences(rows, 'monoasd', 'control', seeds,
+                                     column)
+        gains[column] = diffs
+        mean = spread(diffs)['mean']
+        lines.append(f'- {label}: ' + ', '.join(
+            '-' if d is None else f'{d:+.2f}' for d in diffs) +
+            ('' if mean is None else f' (mean {mean:+.2f})'))
+    head = ('MonoASD - control per seed (' +
+            ', '.join(map(str, seeds)) + '), Car AP40 moderate:\n\n')
+    return head + '\n'.join(lines) + '\n', gains
 
 
 def spread_table(title: str, stats: Dict[str, dict], labels: dict) -> str:
@@ -336,12 +374,14 @@ def write_report(names: Sequence[str], args,
                        getattr(args, 'num_pictures', 4))
     seeds = list(getattr(args, 'seed_list', [0]))
     seeds_md, seed_stats = seed_table(rows, seeds)
+    per_seed_md, per_seed = per_seed_lines(rows, seeds)
     ablation = {n: r for n, r in rows.items()
                 if n.startswith('monoasd') and 'seed' not in n}
     ablation_seeds = ablation_seed_list(args)
     ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
     times = stage_seconds(args)
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
+                  per_seed_gains=per_seed,
                   ablation_seeds=ablation_seeds,
                   ablation_stats=ablation_stats if len(ablation) > 1 else {},
                   stage_seconds=times, data_root=args.data_root,
@@ -360,6 +400,8 @@ def write_report(names: Sequence[str], args,
                 ', '.join(map(str, seeds)) + ' (the teacher is trained '
                 'once). The gain that counts is MonoASD - control (equal '
                 'total training).\n\n' + seeds_md + '\n')
+        if len(seeds) > 1:
+            f.write(per_seed_md + '\n')
         if len(ablation) > 1:
             f.write('Ablation (seed 0): one distillation term off at a '
                     'time.\n\n' + markdown_table(ablation) + '\n')
