@@ -128,16 +128,8 @@ def paired_over_seeds(rows: Dict[str, dict], a: str, b: str,
                       seeds: Sequence[int]) -> dict:
     """Column -> :func:`spread` of the per-seed differences ``a - b``
     (seeds where both ran)."""
-    out = {}
-    for c in KEY_COLUMNS:
-        diffs = []
-        for s in seeds:
-            ra, rb = rows.get(run_name(a, s)), rows.get(run_name(b, s))
-            if ra and rb and ra.get(c) is not None and \
-                    rb.get(c) is not None:
-                diffs.append(ra[c] - rb[c])
-        out[c] = spread(diffs)
-    return out
+    return {c: spread(per_seed_differences(rows, a, b, seeds, c))
+            for c in KEY_COLUMNS}
 
 
 def per_seed_differences(rows: Dict[str, dict], a: str, b: str,
@@ -146,9 +138,9 @@ def per_seed_differences(rows: Dict[str, dict], a: str, b: str,
     a run or its metric is missing)."""
     out = []
     for s in seeds:
-        ra, rb = rows.get(run_name(a, s)), rows.get(run_name(b, s))
-        ok = ra and rb and ra.get(column) is not None and \
-            rb.get(column) is not None
+        ra = rows.get(run_name(a, s)) or {}
+        rb = rows.get(run_name(b, s)) or {}
+        ok = ra.get(column) is not None and rb.get(column) is not None
         out.append(ra[column] - rb[column] if ok else None)
     return out
 
