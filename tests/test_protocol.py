@@ -147,11 +147,11 @@ def test_ablation_table_median_and_paired_difference():
     col = report.KEY_COLUMNS[1]
     assert list(stats) == ['monoasd', 'monoasd_no_head',
                            'monoasd_no_head - all']
-    assert stats['monoasd'][col] == dict(median=7.0, min=4.0, max=10.0,
-                                         mean=7.0, n=2)
+    assert stats['monoasd'][col] == pytest.approx(dict(
+        median=7.0, min=4.0, max=10.0, mean=7.0, sd=18 ** 0.5, n=2))
     # per-seed differences 8 - 10 = -2 and 5 - 4 = +1
-    assert stats['monoasd_no_head - all'][col] == dict(
-        median=-0.5, min=-2.0, max=1.0, mean=-0.5, n=2)
+    assert stats['monoasd_no_head - all'][col] == pytest.approx(dict(
+        median=-0.5, min=-2.0, max=1.0, mean=-0.5, sd=4.5 ** 0.5, n=2))
     assert '-0.50 [-2.00, 1.00]' in md
     assert report.split_seed('monoasd_no_head_seed12') == (
         'monoasd_no_head', 12)
@@ -266,11 +266,12 @@ def test_seed_table_median_spread_and_gain():
             'monoasd_seed2': row(10.0)}
     md, stats = report.seed_table(rows, [0, 1, 2])
     col = report.KEY_COLUMNS[0]
-    assert stats['student'][col] == dict(median=2.0, min=1.0, max=6.0,
-                                         mean=3.0, n=3)
-    # per-seed gains 3, 0, 6 -> median 3
-    assert stats['MonoASD - control'][col] == dict(median=3.0, min=0.0,
-                                                   max=6.0, mean=3.0, n=3)
+    # deviations -2, -1, +3 from the mean: sample variance 14 / 2
+    assert stats['student'][col] == pytest.approx(dict(
+        median=2.0, min=1.0, max=6.0, mean=3.0, sd=7 ** 0.5, n=3))
+    # per-seed gains 3, 0, 6 -> median 3, sample variance 18 / 2
+    assert stats['MonoASD - control'][col] == dict(
+        median=3.0, min=0.0, max=6.0, mean=3.0, sd=3.0, n=3)
     assert '3.00 [0.00, 6.00]' in md
 
 
@@ -291,8 +292,16 @@ def test_per_seed_gains_keep_seed_order_and_skip_missing_runs():
     md, gains = report.per_seed_lines(rows, [0, 1, 2, 3])
     assert gains['3D@0.5_moderate'] == [3.0, -1.0, 3.0, None]
     assert gains['3D_moderate'] == [3.0, -1.0, None, None]
-    assert '- AP3D@0.5: +3.00, -1.00, +3.00, - (mean +1.67)' in md
-    assert '- AP3D@0.7: +3.00, -1.00, -, - (mean +1.00)' in md
+    # 3, -1, 3: deviations 4/3, -8/3, 4/3 -> sd sqrt(16/3), se 4/3
+    assert ('- AP3D@0.5: +3.00, -1.00, +3.00, - (mean +1.67, sd 2.31, '
+            'se 1.33; 2 of 3 gain)') in md
+    # 3, -1: sd sqrt(8), se 2
+    assert ('- AP3D@0.7: +3.00, -1.00, -, - (mean +1.00, sd 2.83, se 2.00; '
+            '1 of 2 gain)') in md
+    # one seed: no spread to report
+    one, _ = report.per_seed_lines(rows, [0])
+    assert '- AP3D@0.5: +3.00 (mean +3.00; 1 of 1 gain)' in one
+    assert report.summary([None]) == ''
     assert md.startswith('MonoASD - control per seed (0, 1, 2, 3)')
 
 

@@ -72,12 +72,17 @@ def metrics_row(work_dir: str, metrics_dir: Optional[str] = None) -> dict:
 
 
 def spread(values: Sequence[float]) -> dict:
-    """Median, min, max and mean of a list of numbers (None skipped)."""
+    """Median, min, max, mean and sample standard deviation (``sd``,
+    ``ddof=1``; None below two values) of a list of numbers (None
+    skipped)."""
     v = sorted(x for x in values if x is not None)
     if not v:
-        return dict(median=None, min=None, max=None, mean=None, n=0)
+        return dict(median=None, min=None, max=None, mean=None, sd=None,
+                    n=0)
     return dict(median=float(np.median(v)), min=v[0], max=v[-1],
-                mean=float(np.mean(v)), n=len(v))
+                mean=float(np.mean(v)),
+                sd=float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                n=len(v))
 
 
 def run_name(kind: str, seed: int, variant: str = '') -> str:
@@ -151,19 +156,34 @@ PER_SEED_COLUMNS = (('3D@0.5_moderate', 'AP3D@0.5'),
                     ('3D_moderate', 'AP3D@0.7'))
 
 
+def summary(diffs: Sequence[float]) -> str:
+    """' (mean +m, sd s, se e; k of n gain)' of per-seed differences (None
+    skipped); sd and se from two seeds on, nothing without any."""
+    st = spread(diffs)
+    if st['mean'] is None:
+        return ''
+    parts = [f"mean {st['mean']:+.2f}"]
+    if st['sd'] is not None:
+        parts += [f"sd {st['sd']:.2f}",
+                  f"se {st['sd'] / np.sqrt(st['n']):.2f}"]
+    gain = sum(d > 0 for d in diffs if d is not None)
+    return f" ({', '.join(parts)}; {gain} of {st['n']} gain)"
+
+
 def per_seed_lines(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
     """MonoASD - control seed by seed for :data:`PER_SEED_COLUMNS`, with
-    the mean over the seeds that have both runs: markdown and a dict
-    (column -> list of differences in ``seeds`` order)."""
+    the mean over the seeds that have both runs, their sample standard
+    deviation, the standard error of the mean (sd / sqrt(n)) and how many
+    seeds gain: markdown and a dict (column -> list of differences in
+    ``seeds`` order)."""
     gains, lines = {}, []
     for column, label in PER_SEED_COLUMNS:
         diffs = per_seed_differences(rows, 'monoasd', 'control', seeds,
                                      column)
         gains[column] = diffs
-        mean = spread(diffs)['mean']
         lines.append(f'- {label}: ' + ', '.join(
             '-' if d is None else f'{d:+.2f}' for d in diffs) +
-            ('' if mean is None else f' (mean {mean:+.2f})'))
+            summary(diffs))
     head = ('MonoASD - control per seed (' +
             ', '.join(map(str, seeds)) + '), Car AP40 moderate:\n\n')
     return head + '\n'.join(lines) + '\n', gains
