@@ -6,7 +6,7 @@ for 150 (teacher) and 250 (student) iterations (lr 3e-3, x0.1 for the last
 quarter) and evaluates them with mmdet3d's KittiMetric on the same frames.
 Marked slow (a few minutes per model on a 2-core CPU); CI runs it.
 
-What made memorising possible (measured with this test, README "Tests"):
+What made memorising possible (measured with this test, docs/overfit_test.md):
 the tiny head's ``depth_prior`` (the visual depth starts at scene scale
 instead of ~1 m, which Adam needs thousands of steps to leave),
 ``detach_scale_depth`` (without HTL's warm-up, the depth loss otherwise
@@ -40,8 +40,8 @@ AP3D = 'Kitti metric/pred_instances_3d/KITTI/Car_3D_AP40_{}_{}'
 AP2D = 'Kitti metric/pred_instances/KITTI/Car_2D_AP40_moderate_strict'
 #: Frames per batch; the default is the whole overfit set (OVERFIT_FRAMES).
 BATCH = int(os.environ.get('MONOASD_OVERFIT_BATCH', OVERFIT_FRAMES))
-#: Per model: full-batch iterations and head options (README "Overfit
-#: test" has the runs they were chosen from). The teacher memorises in 150
+#: Per model: full-batch iterations and head options (docs/overfit_test.md,
+#: with the runs they were chosen from). The teacher memorises in 150
 #: steps with the reference init (with ``depth_output_init='zero'`` it
 #: reached 24.79 AP3D@0.5 in 250); the student needs the zero init (with
 #: Xavier, seed 1 never learned its heatmap) and 250 steps.
@@ -62,7 +62,7 @@ EXTRA_CFG = os.environ.get('MONOASD_OVERFIT_CFG', '')
 KEEP_DIR = os.environ.get('MONOASD_OVERFIT_WORK_DIR')
 #: Shares of the attainable Car AP|R40 moderate (``ap40_ceiling``) that
 #: each model must reach on its training frames: AP3D at IoU 0.5 and 0.7,
-#: and AP2D. Measured here with 2 threads (README "Overfit test"):
+#: and AP2D. Measured here with 2 threads (docs/overfit_test.md):
 #: teacher 32.50 / 24.16 / 22.92 (twice), student 32.50 / 28.93 / 32.50;
 #: with 1 thread the student gave 32.50 / 29.64 / 32.50 at seed 0 and
 #: 32.50 / 32.50 / 32.50 at seed 1. The bars (26.0 / 13.0 / 16.25) sit
