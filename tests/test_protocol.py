@@ -3,7 +3,9 @@ the baseline checkpoint), seeds and ablation, and the report's statistics.
 """
 import json
 import os.path as osp
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mmengine.config import Config
@@ -362,3 +364,33 @@ def test_data_stage_refuses_a_copy_generated_with_other_options(tmp_path):
     workflow.stage_data(_data_args(kitti, num_train=7))
     # the kitti profile never checks
     workflow.stage_data(_data_args(root, profile='kitti'))
+
+
+def test_failed_training_names_its_cause(monkeypatch, tmp_path):
+    """A training that fails side by side with another writes its
+    traceback to its own log; the workflow's error repeats the exception
+    line, and for a full disk the free space."""
+    log_file = tmp_path / 'train_stdout.log'
+    log_file.write_text(
+        'Epoch(train) [2][96/96] loss: 1.0\nTraceback (most recent call '
+        'last):\n  File "tools/train.py", line 61, in <module>\n'
+        '    f.write(obj)\nOSError: [Errno 28] No space left on device\n\n')
+    cmd = [sys.executable, '-c', 'import sys; sys.exit(3)']
+    args = SimpleNamespace(root=str(tmp_path))
+    with pytest.raises(SystemExit) as err:
+        workflow.run(args, cmd, log_file=str(log_file))
+    msg = str(err.value)
+    assert msg.startswith('command failed (3): ')
+    assert f'(log: {log_file})' in msg
+    assert 'OSError: [Errno 28] No space left on device (' in msg
+    assert 'MiB free there now' in msg
+    # the run appended nothing; the last exception line wins over later
+    # non-error lines, and any last line stands in when none names one
+    log_file.write_text('RuntimeError: first\nValueError: second\n'
+                        'some trailing output\n')
+    assert workflow.failure_cause(str(log_file)) == 'ValueError: second'
+    log_file.write_text('Killed\n')
+    assert workflow.failure_cause(str(log_file)) == 'Killed'
+    log_file.write_text('')
+    assert workflow.failure_cause(str(log_file)) == ''
+    assert workflow.failure_cause(str(tmp_path / 'missing.log')) == ''

@@ -100,9 +100,43 @@ def run(args, cmd: list, threads: int = 0, log_file: str = '') -> None:
     else:
         proc = subprocess.run(cmd, cwd=args.root, env=env)
     if proc.returncode != 0:
-        tail = f' (log: {log_file})' if log_file else ''
+        tail = ''
+        if log_file:
+            tail = f' (log: {log_file})'
+            cause = failure_cause(log_file)
+            if cause:
+                tail += f'\n  {cause}'
         raise SystemExit(f'command failed ({proc.returncode}): '
                          f'{" ".join(cmd)}{tail}')
+
+
+def failure_cause(log_file: str, tail_bytes: int = 65536) -> str:
+    """The error a failed command's log ends with (the last line that
+    names an exception, else the last line; '' for an empty log), and, when
+    it is ``No space left on device``, the free space of the log's disk:
+    trainings side by side write their tracebacks to their logs, so without
+    this the workflow could only say that a command failed."""
+    try:
+        with open(log_file, 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail_bytes))
+            lines = [ln.strip() for ln in
+                     f.read().decode('utf-8', 'replace').splitlines()]
+    except OSError:
+        return ''
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return ''
+    errors = [ln for ln in lines
+              if ln.split(':', 1)[0].endswith(('Error', 'Exception',
+                                               'Interrupt', 'Exit'))]
+    cause = errors[-1] if errors else lines[-1]
+    if 'No space left on device' in cause:
+        free = shutil.disk_usage(osp.dirname(osp.abspath(log_file))).free
+        cause += (f' ({free / 2**20:.0f} MiB free there now: free space '
+                  'and rerun; finished runs are kept, README '
+                  '"Troubleshooting" gives the space each run needs)')
+    return cause
 
 
 def data_overrides(args) -> list:
