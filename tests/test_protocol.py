@@ -366,7 +366,7 @@ def test_data_stage_refuses_a_copy_generated_with_other_options(tmp_path):
     workflow.stage_data(_data_args(root, profile='kitti'))
 
 
-def test_failed_training_names_its_cause(monkeypatch, tmp_path):
+def test_failed_training_names_its_cause(tmp_path):
     """A training that fails side by side with another writes its
     traceback to its own log; the workflow's error repeats the exception
     line, and for a full disk the free space."""

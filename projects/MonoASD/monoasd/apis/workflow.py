@@ -120,11 +120,10 @@ def failure_cause(log_file: str, tail_bytes: int = 65536) -> str:
         with open(log_file, 'rb') as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - tail_bytes))
-            lines = [ln.strip() for ln in
-                     f.read().decode('utf-8', 'replace').splitlines()]
+            text = f.read().decode('utf-8', 'replace')
     except OSError:
         return ''
-    lines = [ln for ln in lines if ln]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return ''
     errors = [ln for ln in lines
