@@ -10,6 +10,9 @@ Examples::
     python tools/run_main.py --seeds 3              # 3 student-side seeds
     python tools/run_main.py --ablation             # one KD term off each
     python tools/run_main.py --data-root data/kitti --profile kitti
+    # control and MonoASD fine-tuned at the baseline's final rate
+    python tools/run_main.py --finetune-options \
+        optim_wrapper.optimizer.lr=5e-5 param_scheduler.0.gamma=1.0
     # the trained models evaluated on another KITTI-format copy
     python tools/run_main.py --stages eval,report --data-root data/other \\
         --eval-dir work_dirs/mini_kitti_on_other --results results_other
@@ -63,6 +66,13 @@ def parse_args(argv=None):
                    'with MonoASD), each with cpu_count // jobs threads; '
                    'default 2 for the tiny profile on a CPU-only machine '
                    'with 2+ cores, else 1')
+    p.add_argument('--finetune-options', nargs='+', default=[],
+                   metavar='KEY=VALUE',
+                   help='config options given to every control and MonoASD '
+                   'training alike (the same --cfg-options for both, so the '
+                   'comparison stays at equal training), e.g. '
+                   'optim_wrapper.optimizer.lr=5e-5 '
+                   'param_scheduler.0.gamma=1.0; the report lists them')
     p.add_argument('--epochs', type=int, default=None,
                    help='override max_epochs of every training stage')
     p.add_argument('--num-pictures', type=int, default=4,
@@ -80,6 +90,9 @@ def parse_args(argv=None):
         args.jobs = workflow.default_jobs(args.profile)
     if args.jobs < 1:
         p.error('--jobs must be >= 1')
+    bad = [o for o in args.finetune_options if '=' not in o]
+    if bad:
+        p.error(f'--finetune-options takes KEY=VALUE pairs, not {bad}')
     args.seed_list = list(range(args.seeds))
     args.root = ROOT
     return args

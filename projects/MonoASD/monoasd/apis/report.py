@@ -392,12 +392,13 @@ def write_report(names: Sequence[str], args,
     ablation_seeds = ablation_seed_list(args)
     ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
     times = stage_seconds(args)
+    finetune = list(getattr(args, 'finetune_options', None) or [])
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
                   per_seed_gains=per_seed,
                   ablation_seeds=ablation_seeds,
                   ablation_stats=ablation_stats if len(ablation) > 1 else {},
                   stage_seconds=times, data_root=args.data_root,
-                  profile=args.profile)
+                  profile=args.profile, finetune_options=finetune)
     with open(osp.join(out, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
     table = markdown_table(main)
@@ -408,6 +409,9 @@ def write_report(names: Sequence[str], args,
                 'head at IoU 0.7; training seconds per iteration (median); '
                 'inference ms per image at batch 1. Seed 0.\n\n')
         f.write(table + '\n')
+        if finetune:
+            f.write('Control and MonoASD trained with --finetune-options ' +
+                    ' '.join(f'`{o}`' for o in finetune) + '.\n\n')
         f.write('Median [min, max] over training seeds ' +
                 ', '.join(map(str, seeds)) + ' (the teacher is trained '
                 'once). The gain that counts is MonoASD - control (equal '
