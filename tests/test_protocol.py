@@ -249,6 +249,40 @@ def test_eval_dir_evaluates_the_models_on_another_copy(
     assert res['data_root'] == str(other)
 
 
+def test_finetune_options_reach_control_and_monoasd_alike(
+        monkeypatch, tmp_path):
+    """--finetune-options: every control and MonoASD training (ablation
+    included) gets the same options after the workflow's own, teacher and
+    baselines get none, and the report lists them."""
+    from monoasd.apis import report
+    run_main, calls, _ = fake_training(monkeypatch, tmp_path)
+    opts = ['optim_wrapper.optimizer.lr=5e-5', 'param_scheduler.0.gamma=1.0']
+    work = tmp_path / 'w'
+    argv = ['--work-dir', str(work), '--data-root', str(tmp_path),
+            '--seeds', '2', '--ablation', '--jobs', '1',
+            '--finetune-options'] + opts
+    run_main.main(argv + ['--stages', 'teacher,student,control,monoasd'])
+    names = [osp.basename(c[c.index('--work-dir') + 1]) for c in calls]
+    assert len(names) == 1 + 2 + 2 + 2 + 3  # ablation: seed 0
+    for name, cmd in zip(names, calls):
+        if name.startswith(('control', 'monoasd')):
+            assert cmd[-2:] == opts, name
+        else:
+            assert not set(opts) & set(cmd), name
+    main_rows = ['teacher', 'student', 'control', 'monoasd']
+    for name in main_rows:
+        (work / name / 'test_metrics.json').write_text(json.dumps(
+            {report.AP_KEY.format('3D', 'moderate', 'loose'): 1.0}))
+    args = run_main.parse_args(argv + ['--results', str(tmp_path / 'res')])
+    res = report.write_report(main_rows, args)
+    assert res['finetune_options'] == opts
+    md = (tmp_path / 'res' / 'results.md').read_text()
+    assert '`optim_wrapper.optimizer.lr=5e-5` `param_scheduler.0.gamma=1.0`' \
+        in md
+    with pytest.raises(SystemExit):
+        run_main.parse_args(['--finetune-options', 'lr'])
+
+
 def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):
     run_main, _, _ = fake_training(monkeypatch, tmp_path)
     with pytest.raises(SystemExit, match='teacher is not trained'):

@@ -59,9 +59,9 @@ PROFILES = {
         monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
 #: Synthetic split sizes of the tiny profile. 200 val frames hold 353
-#: moderate cars (generator seed 0): one run's AP is a measurement, not a sample of a
-#: split (24 frames gave 2.97 or 15.24 AP3D@0.5 to the same config), and
-#: KITTI's AP|R40 can reach 100 (it cannot below 41 objects).
+#: moderate cars (generator seed 0): one run's AP is a measurement, not a
+#: sample of a split (24 frames gave 2.97 or 15.24 AP3D@0.5 to the same
+#: config), and KITTI's AP|R40 can reach 100 (it cannot below 41 objects).
 NUM_TRAIN, NUM_VAL = 384, 200
 #: Yaw of the synthetic objects of the tiny profile: most cars and cyclists
 #: along the road, as on KITTI (generator ``yaw='road'``).
