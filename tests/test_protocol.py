@@ -281,6 +281,16 @@ def test_finetune_options_reach_control_and_monoasd_alike(
         in md
     with pytest.raises(SystemExit):
         run_main.parse_args(['--finetune-options', 'lr'])
+    # the same work dir with other options: refused, naming the run
+    calls.clear()
+    with pytest.raises(SystemExit, match=r'w/control was trained with other '
+                       r'options: .*lr=5e-5.*\(this run: .*lr=1e-4'):
+        run_main.main(argv[:-2] + ['optim_wrapper.optimizer.lr=1e-4',
+                                   '--stages', 'control'])
+    assert not calls
+    # the same options: reused, nothing trained again
+    run_main.main(argv + ['--stages', 'teacher,student,control,monoasd'])
+    assert not calls
 
 
 def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ Examples::
     python tools/run_main.py --ablation             # one KD term off each
     python tools/run_main.py --data-root data/kitti --profile kitti
     # control and MonoASD fine-tuned at the baseline's final rate
-    python tools/run_main.py --finetune-options \
+    python tools/run_main.py --finetune-options \\
         optim_wrapper.optimizer.lr=5e-5 param_scheduler.0.gamma=1.0
     # the trained models evaluated on another KITTI-format copy
     python tools/run_main.py --stages eval,report --data-root data/other \\

@@ -162,25 +162,45 @@ def train(name: str, config: str, args, extra=(), threads: int = 0,
     """Train ``config`` into ``work_dir/name`` unless already done
     (``threads``, ``log_file``: see :func:`run`)."""
     work_dir = osp.join(args.work_dir, name)
+    # the options that make the run (seed, checkpoints, ablation,
+    # --finetune-options, --epochs); the data paths may be spelt otherwise
+    run_opts = list(extra)
+    if args.epochs:
+        run_opts.append(f'train_cfg.max_epochs={args.epochs}')
     ckpt = final_checkpoint(work_dir)
     if ckpt and osp.isfile(ckpt):
+        check_run_options(work_dir, run_opts)
         log(f'{name}: already trained ({ckpt})')
         return ckpt
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
     if glob.glob(osp.join(work_dir, 'epoch_*.pth')) or glob.glob(
             osp.join(work_dir, 'iter_*.pth')):
         cmd.append('--resume')
-    opts = data_overrides(args) + list(extra)
-    if args.epochs:
-        opts.append(f'train_cfg.max_epochs={args.epochs}')
+    opts = data_overrides(args) + run_opts
     t0 = time.time()
     run(args, cmd + ['--cfg-options'] + opts, threads, log_file)
     record_run_seconds(args, name, time.time() - t0)
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     with open(osp.join(work_dir, 'train_done.json'), 'w') as f:
-        json.dump(dict(checkpoint=ckpt), f)
+        json.dump(dict(checkpoint=ckpt, options=run_opts), f)
     return ckpt
+
+
+def check_run_options(work_dir: str, run_opts: list) -> None:
+    """Refuse to reuse a finished run trained with other options (another
+    ``--finetune-options`` or ``--epochs`` in the same work dir would
+    otherwise be reported as if it had made the run). Runs finished before
+    ``train_done.json`` kept its options are reused as they are."""
+    with open(osp.join(work_dir, 'train_done.json')) as f:
+        done = json.load(f).get('options')
+    if done is None or done == run_opts:
+        return
+    raise SystemExit(
+        f'{work_dir} was trained with other options: '
+        f'{" ".join(done) or "none"} (this run: '
+        f'{" ".join(run_opts) or "none"}). Delete it to train it again, or '
+        'choose another --work-dir')
 
 
 _RUN_SECONDS_LOCK = threading.Lock()
