@@ -148,13 +148,19 @@ def data_overrides(args) -> list:
     return keys
 
 
-def final_checkpoint(work_dir: str) -> str:
-    """The last checkpoint of a finished training ('' if unfinished)."""
+def train_done(work_dir: str) -> dict:
+    """``train_done.json`` of a finished training (its ``checkpoint`` and
+    ``options``); empty if unfinished."""
     done = osp.join(work_dir, 'train_done.json')
     if not osp.isfile(done):
-        return ''
+        return {}
     with open(done) as f:
-        return json.load(f)['checkpoint']
+        return json.load(f)
+
+
+def final_checkpoint(work_dir: str) -> str:
+    """The last checkpoint of a finished training ('' if unfinished)."""
+    return train_done(work_dir).get('checkpoint', '')
 
 
 def train(name: str, config: str, args, extra=(), threads: int = 0,
@@ -167,9 +173,10 @@ def train(name: str, config: str, args, extra=(), threads: int = 0,
     run_opts = list(extra)
     if args.epochs:
         run_opts.append(f'train_cfg.max_epochs={args.epochs}')
-    ckpt = final_checkpoint(work_dir)
+    done = train_done(work_dir)
+    ckpt = done.get('checkpoint', '')
     if ckpt and osp.isfile(ckpt):
-        check_run_options(work_dir, run_opts)
+        check_run_options(work_dir, done.get('options'), run_opts)
         log(f'{name}: already trained ({ckpt})')
         return ckpt
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
@@ -187,13 +194,12 @@ def train(name: str, config: str, args, extra=(), threads: int = 0,
     return ckpt
 
 
-def check_run_options(work_dir: str, run_opts: list) -> None:
-    """Refuse to reuse a finished run trained with other options (another
-    ``--finetune-options`` or ``--epochs`` in the same work dir would
-    otherwise be reported as if it had made the run). Runs finished before
-    ``train_done.json`` kept its options are reused as they are."""
-    with open(osp.join(work_dir, 'train_done.json')) as f:
-        done = json.load(f).get('options')
+def check_run_options(work_dir: str, done, run_opts: list) -> None:
+    """Refuse to reuse a finished run trained with other options ``done``
+    (another ``--finetune-options`` or ``--epochs`` in the same work dir
+    would otherwise be reported as if it had made the run). Runs finished
+    before ``train_done.json`` kept its options (``done`` None) are reused
+    as they are."""
     if done is None or done == run_opts:
         return
     raise SystemExit(
