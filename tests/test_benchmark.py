@@ -1,6 +1,7 @@
 """The benchmark command's tiny run: output format, not speed."""
 import json
 import math
+import os
 
 from monoasd.apis import side_by_side, summarize
 
@@ -33,6 +34,9 @@ def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
                   '### Selective scan', '### KittiMetric'):
         assert title in text
     assert json.loads(out.read_text())['reps'] == 1
+    # the machine the figures came from
+    assert res['machine']['logical_cpus'] == os.cpu_count()
+    assert f'Machine: {res["machine"]["cpu"]}, ' in text
     tiny = res['profiles']['tiny']
     inf = tiny['inference']
     assert inf['input_hw'] == [96, 320]

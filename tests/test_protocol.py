@@ -84,6 +84,10 @@ def test_protocol_commands_for_seeds_and_ablation(monkeypatch, tmp_path):
     assert json.load(open(work / 'stage_seconds.json')).keys() == {
         'teacher+student', 'control+monoasd'}
     assert json.load(open(work / 'run_seconds.json')).keys() == set(names)
+    # the machine each stage ran on, beside its time
+    from monoasd.utils import machine_info, machine_line
+    assert json.load(open(work / 'machines.json')) == {
+        machine_line(machine_info()): ['teacher+student', 'control+monoasd']}
 
 
 def test_ablation_over_seeds(monkeypatch, tmp_path):
@@ -247,6 +251,10 @@ def test_eval_dir_evaluates_the_models_on_another_copy(
     assert res['stage_seconds'].keys() == {'teacher+student',
                                            'control+monoasd', 'eval'}
     assert res['data_root'] == str(other)
+    assert list(res['machines'].values()) == [
+        ['teacher+student', 'control+monoasd', 'eval']]
+    ran_on = f'Ran on {next(iter(res["machines"]))}: teacher+student'
+    assert ran_on in (tmp_path / 'res' / 'results.md').read_text()
 
 
 def test_finetune_options_reach_control_and_monoasd_alike(

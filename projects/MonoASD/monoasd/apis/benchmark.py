@@ -31,6 +31,8 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
+from ..utils.machine import machine_info, machine_line
+
 #: Stride-4 .. stride-32 feature sizes of a 384x1280 input and their
 #: channels (the distiller's four levels).
 KITTI_LEVELS = ((96 * 320, 64), (48 * 160, 128), (24 * 80, 256),
@@ -590,7 +592,7 @@ def run_benchmark(config_dir: str, data_root: str,
     init_default_scope('mmdet3d')
     batch_size = dict(dict(tiny=4, kitti=1), **(batch_size or {}))
     res = dict(torch_threads=torch.get_num_threads(), reps=reps,
-               profiles={})
+               machine=machine_info(), profiles={})
     for prof in profiles:
         s_path, d_path = (f'{config_dir}/{n}' for n in PROFILES[prof])
         s_cfg = load_config(s_path, data_root)
@@ -629,6 +631,9 @@ def run_benchmark(config_dir: str, data_root: str,
 def format_report(res: dict) -> str:
     """Markdown tables of :func:`run_benchmark`'s results."""
     lines = []
+    if res.get('machine'):
+        lines += [f'Machine: {machine_line(res["machine"])}; torch threads '
+                  f'{res.get("torch_threads", "?")}.', '']
     for prof, sec in res.get('profiles', {}).items():
         inf = sec.get('inference')
         if inf:

@@ -13,6 +13,8 @@ import numpy as np
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..utils.machine import machine_info, machine_line  # noqa: E402
+
 NAMES = {
     'teacher': 'Depth teacher (DID-M3D on dense depth)',
     'student': 'RGB baseline (DID-M3D student)',
@@ -114,6 +116,33 @@ def stage_seconds(args) -> dict:
     for d in dict.fromkeys((args.work_dir, eval_dir(args))):
         times.update(read_seconds(osp.join(d, 'stage_seconds.json')))
     return times
+
+
+def record_machine(directory: str, stage: str) -> None:
+    """Add ``stage`` to this machine's entry of ``directory/machines.json``
+    (machine line -> stage names; see :mod:`monoasd.utils.machine`): a work
+    dir whose stages ran on several machines says which ran where."""
+    path = osp.join(directory, 'machines.json')
+    machines = read_seconds(path)
+    line = machine_line(machine_info())
+    stages = machines.setdefault(line, [])
+    if stage not in stages:
+        stages.append(stage)
+    os.makedirs(directory, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(machines, f, indent=1)
+
+
+def stage_machines(args) -> dict:
+    """Machine line -> stages run on it, of the work dir and
+    :func:`eval_dir` (:func:`record_machine`)."""
+    machines = {}
+    for d in dict.fromkeys((args.work_dir, eval_dir(args))):
+        for line, stages in read_seconds(
+                osp.join(d, 'machines.json')).items():
+            merged = machines.setdefault(line, [])
+            merged += [s for s in stages if s not in merged]
+    return machines
 
 
 def ablation_seed_list(args) -> list:
@@ -392,13 +421,15 @@ def write_report(names: Sequence[str], args,
     ablation_seeds = ablation_seed_list(args)
     ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
     times = stage_seconds(args)
+    machines = stage_machines(args)
     finetune = list(getattr(args, 'finetune_options', None) or [])
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
                   per_seed_gains=per_seed,
                   ablation_seeds=ablation_seeds,
                   ablation_stats=ablation_stats if len(ablation) > 1 else {},
                   stage_seconds=times, data_root=args.data_root,
-                  profile=args.profile, finetune_options=finetune)
+                  profile=args.profile, finetune_options=finetune,
+                  machines=machines)
     with open(osp.join(out, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
     table = markdown_table(main)
@@ -431,6 +462,8 @@ def write_report(names: Sequence[str], args,
             f.write('Wall time per stage (s): ' + ', '.join(
                 f'{k} {v:.0f}' for k, v in times.items()) +
                 f' (total {sum(times.values()):.0f}).\n\n')
+        for line, stages in machines.items():
+            f.write(f'Ran on {line}: {", ".join(stages)}.\n\n')
         for png in pictures + sorted(
                 p for p in os.listdir(out) if p.startswith('pred_')):
             f.write(f'![{png}]({png})\n')

@@ -39,8 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..synthetic.generator import SYNTHETIC_META, read_synthetic_meta
-from .report import (ablation_seed_list, eval_dir, read_seconds, run_name,
-                     stage_seconds, write_report)
+from .report import (ablation_seed_list, eval_dir, read_seconds,
+                     record_machine, run_name, stage_seconds, write_report)
 
 CFG_DIR = 'configs/monoasd/'
 PROFILES = {
@@ -469,7 +469,9 @@ def run_stages(args, stages) -> dict:
     a group of training stages run together, e.g. ``teacher+student``, has
     one entry; the eval stage's goes to ``eval_dir`` where ``--eval-dir``
     is another directory) and each training's to
-    ``work_dir/run_seconds.json``.
+    ``work_dir/run_seconds.json``; the machine each stage that did work
+    ran on goes to ``machines.json`` beside ``stage_seconds.json``
+    (:func:`record_machine`).
 
     Returns:
         dict: Stage name -> seconds, as written (:func:`stage_seconds`).
@@ -502,6 +504,7 @@ def run_stages(args, stages) -> dict:
             times = read_seconds(times_path)
             if took > 5 or key not in times:
                 times[key] = round(took, 1)
+                record_machine(times_dir, key)
             os.makedirs(times_dir, exist_ok=True)
             with open(times_path, 'w') as f:
                 json.dump(times, f, indent=1)

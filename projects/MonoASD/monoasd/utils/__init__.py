@@ -8,6 +8,7 @@ from .reference_converter import (REFERENCE_CLASSES, ConversionError,
                                   convert_checkpoint_file,
                                   convert_imagenet_dla, convert_reference,
                                   fit_to_model, reference_state_dict)
+from .machine import cpu_model, machine_info, machine_line
 from .threads import torch_threads_kept
 
 apply_safe_checkpoint_loading()
@@ -18,5 +19,6 @@ __all__ = [
     'load_from_local_safe', 'safe_torch_load', 'save_checkpoint_atomic',
     'REFERENCE_CLASSES', 'ConversionError', 'convert_checkpoint_file',
     'convert_imagenet_dla', 'convert_reference', 'fit_to_model',
-    'reference_state_dict', 'torch_threads_kept'
+    'reference_state_dict', 'torch_threads_kept', 'cpu_model',
+    'machine_info', 'machine_line'
 ]
