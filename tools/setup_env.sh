@@ -14,6 +14,8 @@ PY="${PYTHON:-python3}"
 TORCH_SPEC="${MONOASD_TORCH:-torch==2.13.0}"
 CACHE_ROOT="${MONOASD_WHEEL_CACHE:-$HOME/.cache/monoasd/wheels}"
 STAMP="$VENV/.monoasd-setup-ok"
+# exact versions of the rest of the stack (all but torch and mmcv)
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
 log() { echo "[setup_env] $*"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -24,7 +26,7 @@ VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip --disable-pip-version-check -q)
 
 # Fast path: everything was installed by this script and still imports.
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(sha1sum "$0" "$ROOT/setup.cfg" | sha1sum)" ] \
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(sha1sum "$0" "$ROOT/setup.cfg" "$CONSTRAINTS" | sha1sum)" ] \
     && "$VPY" - <<'PYEOF' 2>/dev/null
 import importlib.metadata as md, torch, mmcv.ops, mmdet3d, monoasd  # noqa
 assert md.version('mmcv') == '2.1.0'
@@ -37,7 +39,7 @@ fi
 # 1. torch: keep one that is already installed, otherwise the pinned CPU build.
 if ! "$VPY" -c "import torch" 2>/dev/null; then
     log "installing $TORCH_SPEC"
-    "${PIP[@]}" install "$TORCH_SPEC" numpy
+    "${PIP[@]}" install -c "$CONSTRAINTS" "$TORCH_SPEC" numpy
 fi
 TORCH_VER=$("$VPY" -c "import torch; print(torch.__version__)")
 CUDA_FLAVOUR=$("$VPY" -c "import torch; print('cu' + torch.version.cuda.replace('.', '') if torch.version.cuda else 'cpu')")
@@ -51,7 +53,7 @@ WHEEL_DIR="$CACHE_ROOT/$KEY"
 log "torch $TORCH_VER ($CUDA_FLAVOUR), mmcv wheel cache $WHEEL_DIR"
 
 # 2. build tools (mmcv's setup.py imports pkg_resources: setuptools<81).
-"${PIP[@]}" install "setuptools<81" wheel ninja packaging numpy
+"${PIP[@]}" install -c "$CONSTRAINTS" "setuptools<81" wheel ninja packaging numpy
 
 # 3. mmcv 2.1.0 with compiled ops, from the wheel cache or built from source.
 if ! "$VPY" -c "import importlib.metadata as m, mmcv.ops; assert m.version('mmcv') == '2.1.0'" 2>/dev/null; then
@@ -73,7 +75,7 @@ if ! "$VPY" -c "import importlib.metadata as m, mmcv.ops; assert m.version('mmcv
 fi
 
 # 4. OpenMMLab stack. mmdet3d without its nuScenes/Lyft pins, plus what its imports need.
-"${PIP[@]}" install "mmengine==0.10.7" "mmdet==3.3.0" "opencv-python>=4.8,<5" \
+"${PIP[@]}" install -c "$CONSTRAINTS" "mmengine==0.10.7" "mmdet==3.3.0" "opencv-python>=4.8,<5" \
     "numba>=0.58" "shapely>=2" pyquaternion trimesh "matplotlib>=3.7" scipy \
     "scikit-image" "scikit-learn" cachetools pandas "plyfile" "tqdm" "terminaltables" "pytest" "pytest-timeout" "rich" "prettytable"
 "${PIP[@]}" install --no-deps "mmdet3d==1.4.0" "nuscenes-devkit==1.1.11" "lyft_dataset_sdk==0.0.8"
@@ -85,5 +87,5 @@ import torch, mmcv.ops, mmdet, mmdet3d, mmengine, monoasd  # noqa
 print('[setup_env] torch', torch.__version__, '| mmcv', md.version('mmcv'), '| mmengine',
       mmengine.__version__, '| mmdet', mmdet.__version__, '| mmdet3d', mmdet3d.__version__)
 PYEOF
-sha1sum "$0" "$ROOT/setup.cfg" | sha1sum > "$STAMP"
+sha1sum "$0" "$ROOT/setup.cfg" "$CONSTRAINTS" | sha1sum > "$STAMP"
 log "environment ready ($VENV)"
