@@ -101,8 +101,9 @@ def eval_dir(args) -> str:
 
 
 def read_seconds(path: str) -> dict:
-    """Name -> seconds of a wall-time file (``stage_seconds.json``,
-    ``run_seconds.json``); empty where there is none yet."""
+    """The dict of a work dir's JSON record: name -> seconds of a wall-time
+    file (``stage_seconds.json``, ``run_seconds.json``), or machine line ->
+    stages of ``machines.json``; empty where there is none yet."""
     if not osp.isfile(path):
         return {}
     with open(path) as f:
