@@ -446,3 +446,39 @@ def test_failed_training_names_its_cause(tmp_path):
     log_file.write_text('')
     assert workflow.failure_cause(str(log_file)) == ''
     assert workflow.failure_cause(str(tmp_path / 'missing.log')) == ''
+
+
+def test_data_overrides_reach_a_wrapped_train_dataset(tmp_path):
+    """--data-root rewrites the data root of a train set wrapped as in
+    mmdet3d's KITTI configs (RepeatDataset), not the wrapper's own keys
+    (which RepeatDataset would refuse), and names a ConcatDataset it cannot
+    rewrite."""
+    import argparse
+    cfg = tmp_path / 'wrapped.py'
+    cfg.write_text(
+        f"_base_ = ['{ROOT}/configs/monoasd/"
+        "did-m3d_dla34_tiny_mini-kitti-car_student.py']\n"
+        "train_dataloader = dict(dataset=dict(_delete_=True, "
+        "type='RepeatDataset', times=2, "
+        "dataset={{_base_.train_dataloader.dataset}}))\n")
+    args = argparse.Namespace(data_root='/data/kitti', root=str(ROOT))
+    opts = workflow.data_overrides(args, str(cfg))
+    assert opts[:3] == [
+        'train_dataloader.dataset.dataset.data_root=/data/kitti/',
+        'val_dataloader.dataset.data_root=/data/kitti/',
+        'test_dataloader.dataset.data_root=/data/kitti/']
+    # the key resolves in the merged config, where the plain key would not
+    merged = Config.fromfile(str(cfg))
+    merged.merge_from_dict(dict(o.split('=', 1) for o in opts))
+    assert merged.train_dataloader.dataset.type == 'RepeatDataset'
+    assert 'data_root' not in merged.train_dataloader.dataset
+    assert merged.train_dataloader.dataset.dataset.data_root == \
+        '/data/kitti/'
+    # an unwrapped config keeps the plain keys
+    plain = workflow.data_overrides(
+        args, workflow.PROFILES['tiny']['student'])
+    assert plain[0] == 'train_dataloader.dataset.data_root=/data/kitti/'
+    concat = Config(dict(train_dataloader=dict(dataset=dict(
+        type='ConcatDataset', datasets=[dict(), dict()]))))
+    with pytest.raises(SystemExit, match='ConcatDataset of several'):
+        workflow.dataset_key(concat, 'train_dataloader')

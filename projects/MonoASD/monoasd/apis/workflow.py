@@ -138,11 +138,33 @@ def failure_cause(log_file: str, tail_bytes: int = 65536) -> str:
     return cause
 
 
-def data_overrides(args) -> list:
+def dataset_key(cfg, loader: str) -> str:
+    """The ``--cfg-options`` key of ``loader``'s dataset: below mmengine's
+    one-dataset wrappers (``RepeatDataset``, ``ClassBalancedDataset``: a
+    ``dataset`` inside the ``dataset``), as in mmdet3d's KITTI configs."""
+    key, ds = f'{loader}.dataset', cfg.get(loader, {}).get('dataset', {})
+    while isinstance(ds.get('dataset'), dict):
+        key, ds = key + '.dataset', ds['dataset']
+    if 'datasets' in ds:
+        raise SystemExit(
+            f'--data-root cannot set the data root of {key} '
+            f"({ds.get('type')} of several datasets): set their data_root "
+            'in the config instead')
+    return key
+
+
+def data_overrides(args, config: str = '') -> list:
+    """``--cfg-options`` that point ``config``'s loaders and evaluators at
+    ``args.data_root`` (its wrapped train dataset too, see
+    :func:`dataset_key`)."""
     root = args.data_root.rstrip('/') + '/'
+    cfg = {}
+    if config:
+        from mmengine.config import Config
+        cfg = Config.fromfile(osp.join(getattr(args, 'root', ''), config))
     keys = []
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        keys.append(f'{loader}.dataset.data_root={root}')
+        keys.append(f'{dataset_key(cfg, loader)}.data_root={root}')
     for ev in ('val_evaluator', 'test_evaluator'):
         keys.append(f'{ev}.ann_file={root}kitti_infos_val.pkl')
     return keys
@@ -183,7 +205,7 @@ def train(name: str, config: str, args, extra=(), threads: int = 0,
     if glob.glob(osp.join(work_dir, 'epoch_*.pth')) or glob.glob(
             osp.join(work_dir, 'iter_*.pth')):
         cmd.append('--resume')
-    opts = data_overrides(args) + run_opts
+    opts = data_overrides(args, config) + run_opts
     t0 = time.time()
     run(args, cmd + ['--cfg-options'] + opts, threads, log_file)
     record_run_seconds(args, name, time.time() - t0)
@@ -424,7 +446,7 @@ def stage_eval(args) -> None:
         run(args, [sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir',
                    osp.join(work_dir, 'test'), '--out-json', out,
                    '--benchmark-images', str(args.benchmark_images),
-                   '--cfg-options'] + data_overrides(args))
+                   '--cfg-options'] + data_overrides(args, cfg))
 
 
 def stage_report(args) -> None:
