@@ -18,7 +18,7 @@ SHARED = ('optim_wrapper', 'param_scheduler', 'train_cfg', 'randomness',
           'train_dataloader', 'default_hooks', 'custom_hooks')
 
 
-@pytest.mark.parametrize('profile', ['tiny', 'kitti'])
+@pytest.mark.parametrize('profile', ['tiny', 'tiny-half', 'kitti'])
 def test_control_config_matches_monoasd_but_the_model(profile):
     prof = workflow.PROFILES[profile]
     control = Config.fromfile(str(ROOT / prof['control']))
@@ -299,6 +299,26 @@ def test_finetune_options_reach_control_and_monoasd_alike(
     # the same options: reused, nothing trained again
     run_main.main(argv + ['--stages', 'teacher,student,control,monoasd'])
     assert not calls
+    # the same work dir and options from another profile's config: refused
+    with pytest.raises(SystemExit, match=r'w/teacher was trained from '
+                       r'configs/monoasd/did-m3d_dla34_tiny_.*_teacher\.py '
+                       r'\(this run: .*dla34-half_tiny.*another --profile'):
+        run_main.main(argv + ['--profile', 'tiny-half', '--stages',
+                              'teacher'])
+    assert not calls
+
+
+def test_each_profile_has_its_default_work_dir():
+    run_main = import_tool('run_main')
+    tiny = run_main.parse_args([])
+    assert (tiny.work_dir, tiny.results) == ('work_dirs/mini_kitti',
+                                             'results')
+    half = run_main.parse_args(['--profile', 'tiny-half'])
+    assert (half.work_dir, half.results) == ('work_dirs/mini_kitti_half',
+                                             'results/tiny-half')
+    assert half.jobs == workflow.default_jobs('tiny')
+    assert run_main.parse_args(['--profile', 'tiny-half', '--work-dir',
+                                'w']).work_dir == 'w'
 
 
 def test_monoasd_needs_the_baseline(monkeypatch, tmp_path):
@@ -371,7 +391,10 @@ def test_tiny_configs_take_the_input_size_from_one_base(config):
         str(ROOT / 'configs/_base_/datasets/mini-kitti-mono3d-tiny.py'))
     sizes = set()
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        for t in cfg[loader].dataset.pipeline:
+        ds = cfg[loader].dataset
+        while 'dataset' in ds:  # RepeatDataset of the half-width profile
+            ds = ds.dataset
+        for t in ds.pipeline:
             if t.type == 'MonoAffineAug':
                 sizes.add(tuple(t.out_size))
     assert sizes == {tuple(base.input_size)} == {tuple(cfg.input_size)}

@@ -80,3 +80,29 @@ def test_half_width_feeds_a_scaled_neck_with_gradients():
 def test_bad_arguments_are_errors(kwargs, error):
     with pytest.raises(error):
         WidthDLANet(norm_cfg=BN, init_cfg=None, **kwargs)
+
+
+def test_half_width_profile_configs_build():
+    """The tiny-half profile's student builds with half-width features, and
+    its distiller matches the adapters to them (the teacher is the same
+    architecture)."""
+    from pathlib import Path
+
+    from mmengine.config import Config
+    cfg_dir = Path(__file__).resolve().parents[1] / 'configs' / 'monoasd'
+    cfg = Config.fromfile(
+        str(cfg_dir / 'did-m3d_dla34-half_tiny_mini-kitti-car_student.py'))
+    assert cfg.train_dataloader.dataset.type == 'RepeatDataset'
+    assert cfg.train_dataloader.dataset.times == 3
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        feats = model.extract_feat(
+            dict(imgs=torch.randn(1, 3, 96, 320)))
+    first = feats[0] if isinstance(feats, (list, tuple)) else feats
+    assert tuple(first.shape) == (1, 32, 24, 80)
+    distill = Config.fromfile(
+        str(cfg_dir / 'monoasd_dla34-half_tiny_mini-kitti-car.py')).model
+    assert tuple(distill.feature_channels) == tuple(
+        cfg.model.neck.in_channels) == (32, 64, 128, 256)
+    assert distill.student.backbone == cfg.model.backbone

@@ -10,6 +10,8 @@ Examples::
     python tools/run_main.py --seeds 3              # 3 student-side seeds
     python tools/run_main.py --ablation             # one KD term off each
     python tools/run_main.py --data-root data/kitti --profile kitti
+    # half-width DLA-34, 3x the iterations (work_dirs/mini_kitti_half)
+    python tools/run_main.py --profile tiny-half
     # control and MonoASD fine-tuned at the baseline's final rate
     python tools/run_main.py --finetune-options \\
         optim_wrapper.optimizer.lr=5e-5 param_scheduler.0.gamma=1.0
@@ -28,8 +30,12 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data-root', default='data/mini_kitti')
-    p.add_argument('--work-dir', default='work_dirs/mini_kitti')
-    p.add_argument('--results', default='results')
+    p.add_argument('--work-dir', default=None,
+                   help='default: work_dirs/mini_kitti (work_dirs/'
+                   'mini_kitti_half for --profile tiny-half)')
+    p.add_argument('--results', default=None,
+                   help='default: results (results/tiny-half for --profile '
+                   'tiny-half)')
     p.add_argument('--eval-dir', default=None,
                    help='where the eval stage writes each model\'s '
                    'test_metrics.json and the report reads them (default: '
@@ -64,7 +70,7 @@ def parse_args(argv=None):
                    help='trainings run side by side where they do not '
                    'depend on each other (teacher with baseline, control '
                    'with MonoASD), each with cpu_count // jobs threads; '
-                   'default 2 for the tiny profile on a CPU-only machine '
+                   'default 2 for the tiny profiles on a CPU-only machine '
                    'with 2+ cores, else 1')
     p.add_argument('--finetune-options', nargs='+', default=[],
                    metavar='KEY=VALUE',
@@ -86,6 +92,10 @@ def parse_args(argv=None):
         p.error(f'--ablation-seeds must be between 1 and --seeds '
                 f'({args.seeds}): each ablation run starts from the '
                 'baseline of its seed')
+    dirs = workflow.PROFILE_DIRS.get(args.profile, workflow.DEFAULT_DIRS)
+    for key in ('work_dir', 'results'):
+        if getattr(args, key) is None:
+            setattr(args, key, dirs[key])
     if args.jobs is None:
         args.jobs = workflow.default_jobs(args.profile)
     if args.jobs < 1:

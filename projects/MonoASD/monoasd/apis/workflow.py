@@ -49,6 +49,14 @@ PROFILES = {
         student=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_student.py',
         control=CFG_DIR + 'did-m3d_dla34_tiny_mini-kitti-car_control.py',
         monoasd=CFG_DIR + 'monoasd_dla34_tiny_mini-kitti-car.py'),
+    # half-width DLA-34, each epoch three passes over the train set:
+    # three times the tiny profile's iterations in about its wall time
+    # (docs/profile_search.md, "Ninth round")
+    'tiny-half': dict(
+        teacher=CFG_DIR + 'did-m3d_dla34-half_tiny_mini-kitti-car_teacher.py',
+        student=CFG_DIR + 'did-m3d_dla34-half_tiny_mini-kitti-car_student.py',
+        control=CFG_DIR + 'did-m3d_dla34-half_tiny_mini-kitti-car_control.py',
+        monoasd=CFG_DIR + 'monoasd_dla34-half_tiny_mini-kitti-car.py'),
     'kitti': dict(
         teacher=CFG_DIR +
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_teacher.py',
@@ -57,6 +65,17 @@ PROFILES = {
         control=CFG_DIR +
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_control.py',
         monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
+}
+#: Profiles trained on the synthetic mini-KITTI (the data stage generates
+#: it; two trainings side by side on a CPU-only machine).
+SYNTHETIC_PROFILES = ('tiny', 'tiny-half')
+#: Default --work-dir and --results of a profile: its own for tiny-half,
+#: so that one profile's runs and report never replace another's
+#: (``train_done.json`` also records each run's config).
+DEFAULT_DIRS = dict(work_dir='work_dirs/mini_kitti', results='results')
+PROFILE_DIRS = {
+    'tiny-half': dict(work_dir='work_dirs/mini_kitti_half',
+                      results='results/tiny-half')
 }
 #: Synthetic split sizes of the tiny profile. 200 val frames hold 353
 #: moderate cars (generator seed 0): one run's AP is a measurement, not a
@@ -198,7 +217,8 @@ def train(name: str, config: str, args, extra=(), threads: int = 0,
     done = train_done(work_dir)
     ckpt = done.get('checkpoint', '')
     if ckpt and osp.isfile(ckpt):
-        check_run_options(work_dir, done.get('options'), run_opts)
+        check_run_options(work_dir, done.get('options'), run_opts,
+                          done.get('config'), config)
         log(f'{name}: already trained ({ckpt})')
         return ckpt
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
@@ -212,16 +232,25 @@ def train(name: str, config: str, args, extra=(), threads: int = 0,
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
     with open(osp.join(work_dir, 'train_done.json'), 'w') as f:
-        json.dump(dict(checkpoint=ckpt, options=run_opts), f)
+        json.dump(dict(checkpoint=ckpt, options=run_opts, config=config),
+                  f)
     return ckpt
 
 
-def check_run_options(work_dir: str, done, run_opts: list) -> None:
+def check_run_options(work_dir: str, done, run_opts: list,
+                      done_config: str = None, config: str = None) -> None:
     """Refuse to reuse a finished run trained with other options ``done``
     (another ``--finetune-options`` or ``--epochs`` in the same work dir
-    would otherwise be reported as if it had made the run). Runs finished
-    before ``train_done.json`` kept its options (``done`` None) are reused
-    as they are."""
+    would otherwise be reported as if it had made the run) or from another
+    config ``done_config`` (another ``--profile``). Runs finished before
+    ``train_done.json`` kept its options or config (None) are reused as
+    they are."""
+    if done_config is not None and config is not None and \
+            osp.normpath(done_config) != osp.normpath(config):
+        raise SystemExit(
+            f'{work_dir} was trained from {done_config} (this run: '
+            f'{config}, another --profile?). Delete it to train it again, '
+            'or choose another --work-dir')
     if done is None or done == run_opts:
         return
     raise SystemExit(
@@ -246,10 +275,10 @@ def record_run_seconds(args, name: str, seconds: float) -> None:
 
 
 def default_jobs(profile: str) -> int:
-    """Trainings run side by side by default: two for the tiny profile on
-    a CPU-only machine with at least two cores, else one."""
+    """Trainings run side by side by default: two for the synthetic (tiny)
+    profiles on a CPU-only machine with at least two cores, else one."""
     import torch
-    if profile != 'tiny' or torch.cuda.is_available():
+    if profile not in SYNTHETIC_PROFILES or torch.cuda.is_available():
         return 1
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
@@ -312,12 +341,12 @@ def check_synthetic_data(args) -> None:
 
 def stage_data(args) -> None:
     if osp.isfile(osp.join(args.data_root, 'ImageSets', 'train.txt')):
-        if args.profile == 'tiny':
+        if args.profile in SYNTHETIC_PROFILES:
             check_synthetic_data(args)
         else:
             log(f'data: {args.data_root} exists')
         return
-    if args.profile != 'tiny':
+    if args.profile not in SYNTHETIC_PROFILES:
         raise SystemExit(f'{args.data_root} has no ImageSets/train.txt: '
                          'download KITTI there (README, "Reproducing on '
                          'KITTI")')
