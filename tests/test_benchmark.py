@@ -65,3 +65,24 @@ def test_benchmark_tiny_run(mini_kitti, tmp_path, capsys):
     ev = res['eval']
     assert ev['frames'] == 12 and 0 < ev['iou_seconds'] < ev['seconds']
     assert ev['ap3d_moderate_strict'] is not None
+
+
+def test_load_config_unwraps_the_repeated_train_set():
+    """The tiny-half profile repeats its train set (RepeatDataset); the
+    benchmark times steps and batches of the dataset it wraps, with the
+    data root applied there."""
+    from pathlib import Path
+
+    from monoasd.apis.benchmark import PROFILES, load_config
+    cfg_dir = Path(__file__).resolve().parents[1] / 'configs' / 'monoasd'
+    student, distiller = (str(cfg_dir / n) for n in PROFILES['tiny-half'])
+    cfg = load_config(student, '/data/other')
+    ds = cfg.train_dataloader.dataset
+    assert ds.type != 'RepeatDataset' and 'dataset' not in ds
+    assert ds.data_root == '/data/other/'
+    assert any(t.type == 'LoadDenseDepth' for t in ds.pipeline)
+    assert cfg.model.backbone.widen_factor == 0.5
+    assert cfg.model.backbone.init_cfg is None
+    d_cfg = load_config(distiller, None)
+    assert d_cfg.model.teacher_ckpt is None
+    assert d_cfg.train_dataloader.dataset.type != 'RepeatDataset'
