@@ -308,6 +308,21 @@ def test_finetune_options_reach_control_and_monoasd_alike(
     assert not calls
 
 
+def test_half_width_ramp_is_one_epoch():
+    """tiny-half repeats the train set per epoch: MonoASD's distillation
+    ramp stays one epoch long, as in the tiny profile."""
+    def ramp(cfg):
+        return [h for h in cfg.custom_hooks
+                if h['type'] == 'DistillWarmupHook'][0].warmup_iters
+
+    tiny = Config.fromfile(str(ROOT / workflow.PROFILES['tiny']['monoasd']))
+    half = Config.fromfile(
+        str(ROOT / workflow.PROFILES['tiny-half']['monoasd']))
+    times = half.train_dataloader.dataset.times
+    assert times == half.repeat_times == 3
+    assert ramp(half) == ramp(tiny) * times == 288
+
+
 def test_each_profile_has_its_default_work_dir():
     run_main = import_tool('run_main')
     tiny = run_main.parse_args([])

@@ -5,11 +5,11 @@
 # iterations in about the wall time of the tiny profile's 1,440. Every
 # epoch-based setting (warm-up, HTL, LR step, validation) is the tiny
 # profile's. docs/profile_search.md, "Ninth round".
-_base_ = ['./did-m3d_dla34_tiny_mini-kitti-car_student.py']
-model = dict(
-    backbone=dict(type='WidthDLANet', widen_factor=0.5),
-    neck=dict(in_channels=(32, 64, 128, 256)),
-    bbox_head=dict(in_channels=32))
+_base_ = [
+    './did-m3d_dla34_tiny_mini-kitti-car_student.py',
+    '../_base_/models/did-m3d_dla34-half.py'
+]
+model = {{_base_.half_width_model}}
 train_dataloader = dict(dataset=dict(
-    _delete_=True, type='RepeatDataset', times=3,
+    _delete_=True, type='RepeatDataset', times={{_base_.repeat_times}},
     dataset={{_base_.train_dataloader.dataset}}))
