@@ -406,10 +406,8 @@ def test_tiny_configs_take_the_input_size_from_one_base(config):
         str(ROOT / 'configs/_base_/datasets/mini-kitti-mono3d-tiny.py'))
     sizes = set()
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        ds = cfg[loader].dataset
-        while 'dataset' in ds:  # RepeatDataset of the half-width profile
-            ds = ds.dataset
-        for t in ds.pipeline:
+        # below the RepeatDataset of the half-width profile
+        for t in workflow.unwrap_dataset(cfg[loader].dataset)[1].pipeline:
             if t.type == 'MonoAffineAug':
                 sizes.add(tuple(t.out_size))
     assert sizes == {tuple(base.input_size)} == {tuple(cfg.input_size)}

@@ -32,6 +32,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from ..utils.machine import machine_info, machine_line
+from .workflow import unwrap_dataset
 
 #: Stride-4 .. stride-32 feature sizes of a 384x1280 input and their
 #: channels (the distiller's four levels).
@@ -76,10 +77,8 @@ def load_config(path: str, data_root: Optional[str]) -> Config:
     replaced by the dataset it wraps: the benchmark times steps and
     batches, not epochs."""
     cfg = Config.fromfile(path)
-    train_ds = cfg.train_dataloader.dataset
-    while isinstance(train_ds.get('dataset'), dict):
-        train_ds = train_ds.dataset
-    cfg.train_dataloader.dataset = train_ds
+    cfg.train_dataloader.dataset = unwrap_dataset(
+        cfg.train_dataloader.dataset)[1]
     model = cfg.model
     for side in (model, model.get('student'), model.get('teacher')):
         if side and side.get('backbone') is not None:

@@ -157,13 +157,22 @@ def failure_cause(log_file: str, tail_bytes: int = 65536) -> str:
     return cause
 
 
-def dataset_key(cfg, loader: str) -> str:
-    """The ``--cfg-options`` key of ``loader``'s dataset: below mmengine's
-    one-dataset wrappers (``RepeatDataset``, ``ClassBalancedDataset``: a
-    ``dataset`` inside the ``dataset``), as in mmdet3d's KITTI configs."""
-    key, ds = f'{loader}.dataset', cfg.get(loader, {}).get('dataset', {})
+def unwrap_dataset(ds: dict):
+    """(depth, dataset) of the dataset config below mmengine's one-dataset
+    wrappers (``RepeatDataset``, ``ClassBalancedDataset``: a ``dataset``
+    inside the ``dataset``), as in mmdet3d's KITTI configs; depth 0 for a
+    plain dataset."""
+    depth = 0
     while isinstance(ds.get('dataset'), dict):
-        key, ds = key + '.dataset', ds['dataset']
+        depth, ds = depth + 1, ds['dataset']
+    return depth, ds
+
+
+def dataset_key(cfg, loader: str) -> str:
+    """The ``--cfg-options`` key of ``loader``'s dataset, below its
+    wrappers (:func:`unwrap_dataset`)."""
+    depth, ds = unwrap_dataset(cfg.get(loader, {}).get('dataset', {}))
+    key = f'{loader}.dataset' + '.dataset' * depth
     if 'datasets' in ds:
         raise SystemExit(
             f'--data-root cannot set the data root of {key} '
