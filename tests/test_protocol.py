@@ -132,6 +132,7 @@ def test_report_rows_carry_the_box_errors(tmp_path):
     assert rows['monoasd']['err_dz'] is None
     md, stats = report.seed_table(rows, [0])
     assert 'median \\|dz\\| (m) | median IoU |' in md
+    assert md.startswith('| Model (Car AP40 moderate, 1 seed) |')
     assert stats['control']['err_dz']['median'] == 0.6
     control_line = [ln for ln in md.splitlines()
                     if ln.startswith('| ' + report.NAMES['control'])][0]
@@ -362,6 +363,7 @@ def test_seed_table_median_spread_and_gain():
     assert stats['MonoASD - control'][col] == dict(
         median=3.0, min=0.0, max=6.0, mean=3.0, sd=3.0, n=3)
     assert '3.00 [0.00, 6.00]' in md
+    assert md.startswith('| Model (Car AP40 moderate, 3 seeds) |')
 
 
 def test_per_seed_gains_keep_seed_order_and_skip_missing_runs():

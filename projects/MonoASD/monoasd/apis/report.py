@@ -219,6 +219,12 @@ def per_seed_lines(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
     return head + '\n'.join(lines) + '\n', gains
 
 
+def count(seeds: Sequence[int]) -> str:
+    """'1 seed', '3 seeds'."""
+    n = len(seeds)
+    return f"{n} seed{'' if n == 1 else 's'}"
+
+
 def spread_table(title: str, stats: Dict[str, dict], labels: dict) -> str:
     """Markdown table of median [min, max] per row of ``stats``."""
     lines = [f'| {title} | ' + ' | '.join(KEY_HEADERS) + ' |',
@@ -242,7 +248,7 @@ def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
                                                    'control', seeds)
     stats['MonoASD - baseline'] = paired_over_seeds(rows, 'monoasd',
                                                     'student', seeds)
-    return spread_table(f'Model (Car AP40 moderate, {len(seeds)} seeds)',
+    return spread_table(f'Model (Car AP40 moderate, {count(seeds)})',
                         stats, NAMES), stats
 
 
@@ -272,7 +278,7 @@ def ablation_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
             key = f'{v} - all'
             stats[key] = paired_over_seeds(rows, v, 'monoasd', seeds)
             labels[key] = display_name(v) + ' - all terms'
-    return spread_table(f'Run (Car AP40 moderate, {len(seeds)} seeds)',
+    return spread_table(f'Run (Car AP40 moderate, {count(seeds)})',
                         stats, labels), stats
 
 
