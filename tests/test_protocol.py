@@ -302,10 +302,9 @@ def test_finetune_options_reach_control_and_monoasd_alike(
     assert not calls
     # the same work dir and options from another profile's config: refused
     with pytest.raises(SystemExit, match=r'w/teacher was trained from '
-                       r'configs/monoasd/did-m3d_dla34_tiny_.*_teacher\.py '
-                       r'\(this run: .*dla34-half_tiny.*another --profile'):
-        run_main.main(argv + ['--profile', 'tiny-half', '--stages',
-                              'teacher'])
+                       r'configs/monoasd/did-m3d_dla34-half_tiny_.*_teacher'
+                       r'\.py \(this run: .*dla34_tiny.*another --profile'):
+        run_main.main(argv + ['--profile', 'tiny', '--stages', 'teacher'])
     assert not calls
 
 
@@ -326,10 +325,11 @@ def test_half_width_ramp_is_one_epoch():
 
 def test_each_profile_has_its_default_work_dir():
     run_main = import_tool('run_main')
-    tiny = run_main.parse_args([])
+    tiny = run_main.parse_args(['--profile', 'tiny'])
     assert (tiny.work_dir, tiny.results) == ('work_dirs/mini_kitti',
                                              'results')
-    half = run_main.parse_args(['--profile', 'tiny-half'])
+    half = run_main.parse_args([])  # the default profile
+    assert half.profile == workflow.DEFAULT_PROFILE == 'tiny-half'
     assert (half.work_dir, half.results) == ('work_dirs/mini_kitti_half',
                                              'results/tiny-half')
     assert half.jobs == workflow.default_jobs('tiny')

@@ -7,11 +7,12 @@ Every stage skips what is already done; ``--stages`` picks a subset.
 Examples::
 
     python tools/run_main.py                        # synthetic mini-KITTI
+    # (profile tiny-half: half-width DLA-34, work_dirs/mini_kitti_half)
     python tools/run_main.py --seeds 3              # 3 student-side seeds
     python tools/run_main.py --ablation             # one KD term off each
     python tools/run_main.py --data-root data/kitti --profile kitti
-    # half-width DLA-34, 3x the iterations (work_dirs/mini_kitti_half)
-    python tools/run_main.py --profile tiny-half
+    # full-width DLA-34, a third of the iterations (work_dirs/mini_kitti)
+    python tools/run_main.py --profile tiny
     # control and MonoASD fine-tuned at the baseline's final rate
     python tools/run_main.py --finetune-options \\
         optim_wrapper.optimizer.lr=5e-5 param_scheduler.0.gamma=1.0
@@ -31,11 +32,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data-root', default='data/mini_kitti')
     p.add_argument('--work-dir', default=None,
-                   help='default: work_dirs/mini_kitti (work_dirs/'
-                   'mini_kitti_half for --profile tiny-half)')
+                   help='default: work_dirs/mini_kitti_half for the '
+                   'default profile tiny-half, work_dirs/mini_kitti for the '
+                   'others')
     p.add_argument('--results', default=None,
-                   help='default: results (results/tiny-half for --profile '
-                   'tiny-half)')
+                   help='default: results/tiny-half for the default profile '
+                   'tiny-half, results for the others')
     p.add_argument('--eval-dir', default=None,
                    help='where the eval stage writes each model\'s '
                    'test_metrics.json and the report reads them (default: '
@@ -43,7 +45,10 @@ def parse_args(argv=None):
                    'another KITTI-format copy, it evaluates the trained '
                    'models of --work-dir on that copy\'s val split')
     p.add_argument('--profile', choices=sorted(workflow.PROFILES),
-                   default='tiny')
+                   default=workflow.DEFAULT_PROFILE,
+                   help='configs of the four trainings (workflow.PROFILES; '
+                   'default %(default)s: half-width DLA-34, '
+                   'docs/profile_search.md "Tenth round")')
     p.add_argument('--stages', default=','.join(workflow.STAGES),
                    help='comma-separated subset of '
                    f'{",".join(workflow.STAGES)}')

@@ -66,12 +66,17 @@ PROFILES = {
         'did-m3d_dla34_1xb16-150e_kitti-mono3d-car_control.py',
         monoasd=CFG_DIR + 'monoasd_dla34_1xb16-150e_kitti-mono3d-car.py'),
 }
+#: The main job's profile: over three seeds its baselines reach 2.3 times
+#: the tiny profile's AP3D@0.5 on the same machine in about the same time
+#: (docs/profile_search.md, "Tenth round").
+DEFAULT_PROFILE = 'tiny-half'
 #: Profiles trained on the synthetic mini-KITTI (the data stage generates
 #: it; two trainings side by side on a CPU-only machine).
 SYNTHETIC_PROFILES = ('tiny', 'tiny-half')
-#: Default --work-dir and --results of a profile: its own for tiny-half,
-#: so that one profile's runs and report never replace another's
-#: (``train_done.json`` also records each run's config).
+#: Default --work-dir and --results of a profile: tiny-half has its own,
+#: kept from before it was the default, so that one profile's runs and
+#: report never replace another's (``train_done.json`` also records each
+#: run's config).
 DEFAULT_DIRS = dict(work_dir='work_dirs/mini_kitti', results='results')
 PROFILE_DIRS = {
     'tiny-half': dict(work_dir='work_dirs/mini_kitti_half',
