@@ -219,7 +219,7 @@ def per_seed_lines(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
     return head + '\n'.join(lines) + '\n', gains
 
 
-def count(seeds: Sequence[int]) -> str:
+def seeds_label(seeds: Sequence[int]) -> str:
     """'1 seed', '3 seeds'."""
     n = len(seeds)
     return f"{n} seed{'' if n == 1 else 's'}"
@@ -248,7 +248,7 @@ def seed_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
                                                    'control', seeds)
     stats['MonoASD - baseline'] = paired_over_seeds(rows, 'monoasd',
                                                     'student', seeds)
-    return spread_table(f'Model (Car AP40 moderate, {count(seeds)})',
+    return spread_table(f'Model (Car AP40 moderate, {seeds_label(seeds)})',
                         stats, NAMES), stats
 
 
@@ -278,7 +278,7 @@ def ablation_table(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
             key = f'{v} - all'
             stats[key] = paired_over_seeds(rows, v, 'monoasd', seeds)
             labels[key] = display_name(v) + ' - all terms'
-    return spread_table(f'Run (Car AP40 moderate, {count(seeds)})',
+    return spread_table(f'Run (Car AP40 moderate, {seeds_label(seeds)})',
                         stats, labels), stats
 
 
