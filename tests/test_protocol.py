@@ -1,6 +1,7 @@
 """The main job's protocol: teacher -> baseline -> (control, MonoASD from
 the baseline checkpoint), seeds and ablation, and the report's statistics.
 """
+import argparse
 import json
 import os.path as osp
 import sys
@@ -305,6 +306,66 @@ def test_finetune_options_reach_control_and_monoasd_alike(
                        r'configs/monoasd/did-m3d_dla34-half_tiny_.*_teacher'
                        r'\.py \(this run: .*dla34_tiny.*another --profile'):
         run_main.main(argv + ['--profile', 'tiny', '--stages', 'teacher'])
+    assert not calls
+
+
+def test_distill_options_reach_monoasd_only(monkeypatch, tmp_path):
+    """--distill-options: every MonoASD training gets them, the control
+    (no distillation terms), teacher and baselines do not; an ablation's
+    own option comes after them and wins in the merged config, and the
+    report lists them."""
+    from mmengine.config import DictAction
+
+    from monoasd.apis import report
+    run_main, calls, _ = fake_training(monkeypatch, tmp_path)
+    opts = ['model.loss_align_select.loss_weight=2.5',
+            'model.loss_head.loss_weight=0.25']
+    work = tmp_path / 'w'
+    argv = ['--work-dir', str(work), '--data-root', str(tmp_path),
+            '--ablation', '--jobs', '1', '--distill-options'] + opts
+    run_main.main(argv + ['--stages', 'teacher,student,control,monoasd'])
+    names = [osp.basename(c[c.index('--work-dir') + 1]) for c in calls]
+    assert names == ['teacher', 'student', 'control', 'monoasd',
+                     'monoasd_no_align_select', 'monoasd_no_affinity',
+                     'monoasd_no_head']
+
+    def merged(name):
+        """The config tools/train.py would build for run ``name``."""
+        cmd = calls[names.index(name)]
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+        options = parser.parse_args(
+            cmd[cmd.index('--cfg-options'):]).cfg_options
+        cfg = Config.fromfile(str(ROOT / cmd[2]))
+        cfg.merge_from_dict(options)
+        return cfg.model
+
+    for name, cmd in zip(names, calls):
+        assert bool(set(opts) & set(cmd)) == name.startswith('monoasd'), \
+            name
+    full = merged('monoasd')
+    assert full.loss_align_select.loss_weight == 2.5
+    assert full.loss_head.loss_weight == 0.25
+    assert full.loss_affinity.loss_weight == 1.0  # the config's own
+    assert merged('monoasd_no_align_select').loss_align_select[
+        'loss_weight'] == 0.0
+    assert merged('monoasd_no_head').loss_head is None
+    (work / 'teacher' / 'test_metrics.json').write_text('{}')
+    args = run_main.parse_args(argv + ['--results', str(tmp_path / 'res')])
+    res = report.write_report(['teacher'], args)
+    assert res['distill_options'] == opts
+    assert ('MonoASD trained with --distill-options '
+            '`model.loss_align_select.loss_weight=2.5` '
+            '`model.loss_head.loss_weight=0.25` (not the control') in \
+        (tmp_path / 'res' / 'results.md').read_text()
+    with pytest.raises(SystemExit):
+        run_main.parse_args(['--distill-options', 'weight'])
+    # the same work dir with other distillation options: MonoASD refused
+    calls.clear()
+    with pytest.raises(SystemExit, match=r'w/monoasd was trained with '
+                       r'other options: .*loss_weight=2.5.*\(this run: '):
+        run_main.main(argv[:-2] + ['model.loss_head.loss_weight=1.0',
+                                   '--stages', 'control,monoasd'])
     assert not calls
 
 

@@ -16,6 +16,11 @@ Examples::
     # control and MonoASD fine-tuned at the baseline's final rate
     python tools/run_main.py --finetune-options \\
         optim_wrapper.optimizer.lr=5e-5 param_scheduler.0.gamma=1.0
+    # MonoASD with its distillation terms at a quarter weight (the
+    # control, which has none, is the same run)
+    python tools/run_main.py --distill-options \\
+        model.loss_align_select.loss_weight=2.5 \\
+        model.loss_affinity.loss_weight=0.25 model.loss_head.loss_weight=0.25
     # the trained models evaluated on another KITTI-format copy
     python tools/run_main.py --stages eval,report --data-root data/other \\
         --eval-dir work_dirs/mini_kitti_on_other --results results_other
@@ -84,6 +89,14 @@ def parse_args(argv=None):
                    'comparison stays at equal training), e.g. '
                    'optim_wrapper.optimizer.lr=5e-5 '
                    'param_scheduler.0.gamma=1.0; the report lists them')
+    p.add_argument('--distill-options', nargs='+', default=[],
+                   metavar='KEY=VALUE',
+                   help='config options of the distillation itself, given '
+                   'to every MonoASD training and not to the control, '
+                   'which has no distillation terms (its run and the '
+                   'comparison stay the same), e.g. '
+                   'model.loss_align_select.loss_weight=2.5; an ablation '
+                   'run\'s own option wins; the report lists them')
     p.add_argument('--epochs', type=int, default=None,
                    help='override max_epochs of every training stage')
     p.add_argument('--num-pictures', type=int, default=4,
@@ -105,9 +118,11 @@ def parse_args(argv=None):
         args.jobs = workflow.default_jobs(args.profile)
     if args.jobs < 1:
         p.error('--jobs must be >= 1')
-    bad = [o for o in args.finetune_options if '=' not in o]
-    if bad:
-        p.error(f'--finetune-options takes KEY=VALUE pairs, not {bad}')
+    for flag in ('finetune_options', 'distill_options'):
+        bad = [o for o in getattr(args, flag) if '=' not in o]
+        if bad:
+            p.error(f'--{flag.replace("_", "-")} takes KEY=VALUE pairs, '
+                    f'not {bad}')
     args.seed_list = list(range(args.seeds))
     args.root = ROOT
     return args

@@ -430,12 +430,14 @@ def write_report(names: Sequence[str], args,
     times = stage_seconds(args)
     machines = stage_machines(args)
     finetune = list(getattr(args, 'finetune_options', None) or [])
+    distill = list(getattr(args, 'distill_options', None) or [])
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
                   per_seed_gains=per_seed,
                   ablation_seeds=ablation_seeds,
                   ablation_stats=ablation_stats if len(ablation) > 1 else {},
                   stage_seconds=times, data_root=args.data_root,
                   profile=args.profile, finetune_options=finetune,
+                  distill_options=distill,
                   machines=machines)
     with open(osp.join(out, 'results.json'), 'w') as f:
         json.dump(result, f, indent=1)
@@ -450,6 +452,10 @@ def write_report(names: Sequence[str], args,
         if finetune:
             f.write('Control and MonoASD trained with --finetune-options ' +
                     ' '.join(f'`{o}`' for o in finetune) + '.\n\n')
+        if distill:
+            f.write('MonoASD trained with --distill-options ' +
+                    ' '.join(f'`{o}`' for o in distill) + ' (not the '
+                    'control: it has no distillation terms).\n\n')
         f.write('Median [min, max] over training seeds ' +
                 ', '.join(map(str, seeds)) + ' (the teacher is trained '
                 'once). The gain that counts is MonoASD - control (equal '

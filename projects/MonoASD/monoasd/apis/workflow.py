@@ -403,6 +403,14 @@ def finetune_opts(args) -> list:
     return list(getattr(args, 'finetune_options', None) or [])
 
 
+def distill_opts(args) -> list:
+    """``--distill-options``: config options of the distillation itself
+    (loss weights, ramp) that every MonoASD training gets and the control,
+    which has no distillation, does not; an ablation's own option comes
+    after them and wins."""
+    return list(getattr(args, 'distill_options', None) or [])
+
+
 def control_runs(args) -> list:
     runs = []
     for seed in args.seed_list:
@@ -432,7 +440,7 @@ def monoasd_train_runs(args) -> list:
         runs.append((name, PROFILES[args.profile]['monoasd'],
                      seed_opts(seed) + [f'model.teacher_ckpt={teacher}',
                                         f'model.student_ckpt={base}'] +
-                     extra + finetune_opts(args)))
+                     distill_opts(args) + extra + finetune_opts(args)))
     return runs
 
 
