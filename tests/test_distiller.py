@@ -137,6 +137,43 @@ def test_did_pair_without_head_distillation(batch):
     assert model.student.bbox_head.heatmap[-1].weight.grad.abs().sum() > 0
 
 
+def test_zero_distillation_weights_train_the_student_as_the_control(
+        batch):
+    """With every distillation weight at 0 the distiller trains its
+    student exactly as the control trains the plain student: the same
+    losses, the same gradients and, after an AdamW step, the same weights
+    (no other difference between the two arms; measured end to end in
+    docs/profile_search.md, "Eleventh round")."""
+    model = build(loss_align_select=dict(type='AlignSelectLoss',
+                                         loss_weight=0.0),
+                  loss_affinity=dict(type='AffinityLoss', loss_weight=0.0),
+                  loss_head=dict(type='DIDHeadDistillLoss', loss_weight=0.0))
+    init_default_scope('mmdet3d')
+    control = MODELS.build(small_cfg(STUDENT_CFG).model)
+    control.load_state_dict(model.student.state_dict(), strict=True)
+
+    def step(net):
+        opt = torch.optim.AdamW(
+            [p for p in net.parameters() if p.requires_grad], lr=1e-3)
+        losses = train_losses(net, batch)
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+        return losses
+
+    distilled = step(model)
+    plain = step(control)
+    assert all(distilled[k] == 0 for k in distilled if k.startswith(
+        'distill.'))
+    for k, v in plain.items():
+        assert torch.equal(distilled[k], v), k
+    for k, v in control.state_dict().items():
+        assert torch.equal(model.student.state_dict()[k], v), k
+    before = build().student.state_dict()  # the step did move the weights
+    assert any(not torch.equal(before[k], v)
+               for k, v in control.state_dict().items())
+
+
 def test_teacher_bn_updates_without_norm_eval(batch):
     model = build(teacher_norm_eval=False)
     bn = [m for m in model.teacher.modules()
