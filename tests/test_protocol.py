@@ -318,8 +318,8 @@ def test_distill_options_reach_monoasd_only(monkeypatch, tmp_path):
 
     from monoasd.apis import report
     run_main, calls, _ = fake_training(monkeypatch, tmp_path)
-    opts = ['model.loss_align_select.loss_weight=2.5',
-            'model.loss_head.loss_weight=0.25']
+    opts = ['model.loss_align_select.loss_weight=5.0',
+            'model.loss_head.loss_weight=0.5']
     work = tmp_path / 'w'
     argv = ['--work-dir', str(work), '--data-root', str(tmp_path),
             '--ablation', '--jobs', '1', '--distill-options'] + opts
@@ -344,9 +344,11 @@ def test_distill_options_reach_monoasd_only(monkeypatch, tmp_path):
         assert bool(set(opts) & set(cmd)) == name.startswith('monoasd'), \
             name
     full = merged('monoasd')
-    assert full.loss_align_select.loss_weight == 2.5
-    assert full.loss_head.loss_weight == 0.25
-    assert full.loss_affinity.loss_weight == 1.0  # the config's own
+    assert full.loss_align_select.loss_weight == 5.0
+    assert full.loss_head.loss_weight == 0.5
+    own = Config.fromfile(str(ROOT / workflow.PROFILES[
+        workflow.DEFAULT_PROFILE]['monoasd'])).model.loss_affinity
+    assert full.loss_affinity == own
     assert merged('monoasd_no_align_select').loss_align_select[
         'loss_weight'] == 0.0
     assert merged('monoasd_no_head').loss_head is None
@@ -355,15 +357,15 @@ def test_distill_options_reach_monoasd_only(monkeypatch, tmp_path):
     res = report.write_report(['teacher'], args)
     assert res['distill_options'] == opts
     assert ('MonoASD trained with --distill-options '
-            '`model.loss_align_select.loss_weight=2.5` '
-            '`model.loss_head.loss_weight=0.25` (not the control') in \
+            '`model.loss_align_select.loss_weight=5.0` '
+            '`model.loss_head.loss_weight=0.5` (not the control') in \
         (tmp_path / 'res' / 'results.md').read_text()
     with pytest.raises(SystemExit):
         run_main.parse_args(['--distill-options', 'weight'])
     # the same work dir with other distillation options: MonoASD refused
     calls.clear()
     with pytest.raises(SystemExit, match=r'w/monoasd was trained with '
-                       r'other options: .*loss_weight=2.5.*\(this run: '):
+                       r'other options: .*loss_weight=5.0.*\(this run: '):
         run_main.main(argv[:-2] + ['model.loss_head.loss_weight=1.0',
                                    '--stages', 'control,monoasd'])
     assert not calls
@@ -382,6 +384,11 @@ def test_half_width_ramp_is_one_epoch():
     times = half.train_dataloader.dataset.times
     assert times == half.repeat_times == 3
     assert ramp(half) == ramp(tiny) * times == 288
+    # and its distillation weights are a quarter of the tiny profile's
+    # (docs/profile_search.md, "Eleventh round")
+    for key in ('loss_align_select', 'loss_affinity', 'loss_head'):
+        assert half.model[key].get('loss_weight', 1.0) == \
+            0.25 * tiny.model[key].get('loss_weight', 1.0), key
 
 
 def test_each_profile_has_its_default_work_dir():

@@ -16,11 +16,11 @@ Examples::
     # control and MonoASD fine-tuned at the baseline's final rate
     python tools/run_main.py --finetune-options \\
         optim_wrapper.optimizer.lr=5e-5 param_scheduler.0.gamma=1.0
-    # MonoASD with its distillation terms at a quarter weight (the
-    # control, which has none, is the same run)
+    # MonoASD at the reference's distillation weights (tiny-half's are a
+    # quarter of them; the control, which has none, is the same run)
     python tools/run_main.py --distill-options \\
-        model.loss_align_select.loss_weight=2.5 \\
-        model.loss_affinity.loss_weight=0.25 model.loss_head.loss_weight=0.25
+        model.loss_align_select.loss_weight=10.0 \\
+        model.loss_affinity.loss_weight=1.0 model.loss_head.loss_weight=1.0
     # the trained models evaluated on another KITTI-format copy
     python tools/run_main.py --stages eval,report --data-root data/other \\
         --eval-dir work_dirs/mini_kitti_on_other --results results_other
