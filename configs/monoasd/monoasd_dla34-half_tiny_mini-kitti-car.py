@@ -10,7 +10,7 @@ model = dict(
     teacher_ckpt='work_dirs/mini_kitti_half/teacher/latest_teacher.pth',
     feature_channels={{_base_.half_width_model.neck.in_channels}},
     # a quarter of the reference's weights: at full weight the distillation
-    # terms are twice the detection loss through the short fine-tuning, and
+    # terms are twice the detection loss once ramped up (seed 0), and
     # over 3 seeds MonoASD - control was -3.9 / -4.1 AP2D and -0.24 / -0.29
     # AP3D@0.5 on average (val / a second val set); at a quarter +0.7 /
     # -0.6 AP2D and +1.30 / +0.96 AP3D@0.5 (docs/profile_search.md,
