@@ -219,6 +219,20 @@ def per_seed_lines(rows: Dict[str, dict], seeds: Sequence[int]) -> tuple:
     return head + '\n'.join(lines) + '\n', gains
 
 
+def finetune_opts(args) -> list:
+    """``--finetune-options``: config options that every control and
+    MonoASD training gets alike (after the workflow's own, so they win)."""
+    return list(getattr(args, 'finetune_options', None) or [])
+
+
+def distill_opts(args) -> list:
+    """``--distill-options``: config options of the distillation itself
+    (loss weights, ramp) that every MonoASD training gets and the control,
+    which has no distillation, does not; an ablation's own option comes
+    after them and wins."""
+    return list(getattr(args, 'distill_options', None) or [])
+
+
 def seeds_label(seeds: Sequence[int]) -> str:
     """'1 seed', '3 seeds'."""
     n = len(seeds)
@@ -429,8 +443,7 @@ def write_report(names: Sequence[str], args,
     ablation_md, ablation_stats = ablation_table(rows, ablation_seeds)
     times = stage_seconds(args)
     machines = stage_machines(args)
-    finetune = list(getattr(args, 'finetune_options', None) or [])
-    distill = list(getattr(args, 'distill_options', None) or [])
+    finetune, distill = finetune_opts(args), distill_opts(args)
     result = dict(rows=rows, seeds=seeds, seed_stats=seed_stats,
                   per_seed_gains=per_seed,
                   ablation_seeds=ablation_seeds,

@@ -39,8 +39,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..synthetic.generator import SYNTHETIC_META, read_synthetic_meta
-from .report import (ablation_seed_list, eval_dir, read_seconds,
-                     record_machine, run_name, stage_seconds, write_report)
+from .report import (ablation_seed_list, distill_opts, eval_dir,
+                     finetune_opts, read_seconds, record_machine, run_name,
+                     stage_seconds, write_report)
 
 CFG_DIR = 'configs/monoasd/'
 PROFILES = {
@@ -395,20 +396,6 @@ def teacher_runs(args) -> list:
 def student_runs(args) -> list:
     return [(run_name('student', seed), PROFILES[args.profile]['student'],
              seed_opts(seed)) for seed in args.seed_list]
-
-
-def finetune_opts(args) -> list:
-    """``--finetune-options``: config options that every control and
-    MonoASD training gets alike (after the workflow's own, so they win)."""
-    return list(getattr(args, 'finetune_options', None) or [])
-
-
-def distill_opts(args) -> list:
-    """``--distill-options``: config options of the distillation itself
-    (loss weights, ramp) that every MonoASD training gets and the control,
-    which has no distillation, does not; an ablation's own option comes
-    after them and wins."""
-    return list(getattr(args, 'distill_options', None) or [])
 
 
 def control_runs(args) -> list:
