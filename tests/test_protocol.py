@@ -91,6 +91,42 @@ def test_protocol_commands_for_seeds_and_ablation(monkeypatch, tmp_path):
         machine_line(machine_info()): ['teacher+student', 'control+monoasd']}
 
 
+def test_data_stage_times_go_with_the_data_root(monkeypatch, tmp_path,
+                                                capsys):
+    """Making another KITTI-format copy (--data-root, no --work-dir) writes
+    the data stages' times and machine into that copy, not into the work
+    dir of the models; a report reads them from its data root. A data
+    root that cannot be written is logged and the stages go on."""
+    from monoasd.apis import report
+    run_main, _, _ = fake_training(monkeypatch, tmp_path)
+    work, other = tmp_path / 'w', tmp_path / 'other'
+    argv = ['--work-dir', str(work), '--data-root', str(other)]
+    run_main.main(argv + ['--stages', 'data,depth,infos'])
+    assert json.load(open(other / 'stage_seconds.json')).keys() == {
+        'data', 'depth', 'infos'}
+    assert list(json.load(open(other / 'machines.json')).values()) == [
+        ['data', 'depth', 'infos']]
+    assert not (work / 'stage_seconds.json').exists()
+    assert not (work / 'machines.json').exists()
+    run_main.main(argv + ['--stages', 'teacher'])
+    args = run_main.parse_args(argv)
+    assert list(report.stage_seconds(args)) == ['data', 'depth', 'infos',
+                                                'teacher']
+    # the profile's work dir does not get another copy's data times
+    args = run_main.parse_args(['--work-dir', str(work), '--data-root',
+                                str(tmp_path / 'mine')])
+    assert list(report.stage_seconds(args)) == ['teacher']
+    # unwritable (here: its stage_seconds.json is a directory)
+    ro = tmp_path / 'ro'
+    (ro / 'stage_seconds.json').mkdir(parents=True)
+    run_main.main(['--work-dir', str(work), '--data-root', str(ro),
+                   '--stages', 'depth,infos'])
+    out = capsys.readouterr().out
+    assert f'stage depth: wall time not recorded in {ro}' in out
+    assert 'stage infos took' in out
+    assert not (ro / 'machines.json').exists()
+
+
 def test_ablation_over_seeds(monkeypatch, tmp_path):
     """--ablation-seeds 2: every KD term off for seeds 0 and 1, each run
     from the baseline of its seed; more ablation seeds than seeds is

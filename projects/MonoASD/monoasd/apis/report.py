@@ -110,11 +110,33 @@ def read_seconds(path: str) -> dict:
         return json.load(f)
 
 
+#: Stages that make the data: their wall times and machine go with the
+#: data root they wrote, not with a work dir (:func:`stage_dir`).
+DATA_STAGES = ('data', 'depth', 'infos')
+
+
+def stage_dir(args, stage: str) -> str:
+    """Where ``stage``'s wall time and machine are recorded: the data
+    stages' in ``args.data_root`` (another copy made with ``--data-root``
+    leaves the profile's work dir alone), the eval stage's in
+    :func:`eval_dir`, the trainings' and export's in the work dir."""
+    if stage in DATA_STAGES:
+        return args.data_root
+    return eval_dir(args) if stage == 'eval' else args.work_dir
+
+
+def record_dirs(args) -> list:
+    """The directories :func:`stage_dir` records into, each once, data
+    root first (so the data stages come first in the report)."""
+    dirs = (getattr(args, 'data_root', None), args.work_dir, eval_dir(args))
+    return list(dict.fromkeys(osp.normpath(d) for d in dirs if d))
+
+
 def stage_seconds(args) -> dict:
-    """Stage wall times of the work dir, with the eval stage's from
-    :func:`eval_dir` where that is another directory."""
+    """Stage wall times of the data root, the work dir and
+    :func:`eval_dir` (:func:`stage_dir`)."""
     times = {}
-    for d in dict.fromkeys((args.work_dir, eval_dir(args))):
+    for d in record_dirs(args):
         times.update(read_seconds(osp.join(d, 'stage_seconds.json')))
     return times
 
@@ -135,10 +157,10 @@ def record_machine(directory: str, stage: str) -> None:
 
 
 def stage_machines(args) -> dict:
-    """Machine line -> stages run on it, of the work dir and
-    :func:`eval_dir` (:func:`record_machine`)."""
+    """Machine line -> stages run on it, of the directories of
+    :func:`record_dirs` (:func:`record_machine`)."""
     machines = {}
-    for d in dict.fromkeys((args.work_dir, eval_dir(args))):
+    for d in record_dirs(args):
         for line, stages in read_seconds(
                 osp.join(d, 'machines.json')).items():
             merged = machines.setdefault(line, [])

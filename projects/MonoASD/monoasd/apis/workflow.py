@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..synthetic.generator import SYNTHETIC_META, read_synthetic_meta
 from .report import (ablation_seed_list, distill_opts, eval_dir,
                      finetune_opts, read_seconds, record_machine, run_name,
-                     stage_seconds, write_report)
+                     stage_dir, stage_seconds, write_report)
 
 CFG_DIR = 'configs/monoasd/'
 PROFILES = {
@@ -521,17 +521,38 @@ TRAIN_GROUPS = (
 )
 
 
+def record_stage_seconds(directory: str, key: str, took: float) -> None:
+    """Write ``key``'s wall time to ``directory/stage_seconds.json`` and
+    its machine to ``machines.json`` there. A stage of 5 s or less whose
+    time is already there found its work done, and keeps the time of the
+    run that did it; a directory that cannot be written (a read-only
+    KITTI copy whose data stages found everything there) is logged and
+    skipped."""
+    path = osp.join(directory, 'stage_seconds.json')
+    times = read_seconds(path)
+    if took <= 5 and key in times:
+        return
+    times[key] = round(took, 1)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(times, f, indent=1)
+        record_machine(directory, key)
+    except OSError as err:
+        log(f'stage {key}: wall time not recorded in {directory} ({err})')
+
+
 def run_stages(args, stages) -> dict:
     """Run ``stages`` (names of :data:`STAGES`) in the workflow's order.
 
-    Wall times go to ``work_dir/stage_seconds.json`` (a resumed stage that
-    finds everything done keeps the time of the run that did the work;
-    a group of training stages run together, e.g. ``teacher+student``, has
-    one entry; the eval stage's goes to ``eval_dir`` where ``--eval-dir``
-    is another directory) and each training's to
-    ``work_dir/run_seconds.json``; the machine each stage that did work
-    ran on goes to ``machines.json`` beside ``stage_seconds.json``
-    (:func:`record_machine`).
+    Wall times go to ``stage_seconds.json`` in the stage's directory
+    (:func:`~.report.stage_dir`: the data root for data, depth and infos,
+    ``eval_dir`` for eval, else the work dir; a resumed stage that finds
+    everything done keeps the time of the run that did the work; a group
+    of training stages run together, e.g. ``teacher+student``, has one
+    entry) and each training's to ``work_dir/run_seconds.json``; the
+    machine each stage that did work ran on goes to ``machines.json``
+    beside ``stage_seconds.json`` (:func:`record_stage_seconds`).
 
     Returns:
         dict: Stage name -> seconds, as written (:func:`stage_seconds`).
@@ -559,15 +580,7 @@ def run_stages(args, stages) -> dict:
             func(args)
         took = time.time() - t0
         if stage != 'report':
-            times_dir = eval_dir(args) if stage == 'eval' else args.work_dir
-            times_path = osp.join(times_dir, 'stage_seconds.json')
-            times = read_seconds(times_path)
-            if took > 5 or key not in times:
-                times[key] = round(took, 1)
-                record_machine(times_dir, key)
-            os.makedirs(times_dir, exist_ok=True)
-            with open(times_path, 'w') as f:
-                json.dump(times, f, indent=1)
+            record_stage_seconds(stage_dir(args, stage), key, took)
         log(f'stage {key} took {took:.0f} s')
     log(f'done in {time.time() - start:.0f} s')
     return stage_seconds(args)
