@@ -45,6 +45,25 @@ def test_box_behind_the_camera_is_not_drawn():
     assert (empty == 7).all()
 
 
+def test_box_past_the_image_edge_does_not_shrink_the_picture():
+    # a car close by on the left projects partly left of the image; the
+    # picture must keep its scale (the view used to widen to the box and
+    # shrink the image, with a white margin), and the box is drawn where
+    # its corners fall inside the image
+    box = _boxes([[-6.0, 1.6, 8.0, 3.9, 1.5, 1.6, 0.3]])
+    uv = points_cam2img(box.corners[0],
+                        torch.tensor(P2, dtype=torch.float32)).numpy()
+    assert uv[:, 0].min() < -50 and 0 < uv[:, 0].max() < W / 2
+    img = np.full((H, W, 3), 40, np.uint8)
+    img[:, W - 10:] = 200  # a bright strip at the right edge
+    out = draw_boxes_on_image(img, box, P2, labels=['Car'])
+    assert out.shape == (H, W, 3)
+    right = slice(int(uv[:, 0].max()) + 5, W)
+    np.testing.assert_array_equal(out[:, right], img[:, right])
+    car = (np.abs(out.astype(int) - CLASS_COLORS['Car']).sum(-1) < 60)
+    assert car[:, :int(uv[:, 0].max()) + 5].sum() > 200
+
+
 def test_bev_places_boxes_by_x_and_depth():
     gt = _boxes([[10.0, 1.6, 40.0, 4.0, 1.5, 1.6, 0.0]])
     pred = _boxes([[-10.0, 1.6, 15.0, 4.0, 1.5, 1.6, 0.0]])

@@ -32,6 +32,17 @@ def _visualizer() -> Det3DLocalVisualizer:
     return Det3DLocalVisualizer.get_instance(VISUALIZER_NAME)
 
 
+def _pin_view(vis: Det3DLocalVisualizer, width: int, height: int,
+              y_down: bool = True) -> None:
+    """Keep the visualizer's view on its image. Matplotlib autoscales the
+    view to every drawn artist, so a projected box past the image edge (or
+    mmdet3d's BEV camera marker) would widen it and ``get_image`` would
+    return a shrunken picture with a white margin."""
+    vis.ax_save.set_xlim(0, width)
+    vis.ax_save.set_ylim(*((height, 0) if y_down else (0, height)))
+    vis.ax_save.set_autoscale_on(False)
+
+
 def _colors(labels: Optional[Sequence[str]], n: int, default) -> list:
     if labels is None:
         return [default] * n
@@ -64,6 +75,7 @@ def draw_boxes_on_image(img: np.ndarray,
     """
     vis = _visualizer()
     vis.set_image(np.ascontiguousarray(img))
+    _pin_view(vis, img.shape[1], img.shape[0])
     boxes, names = boxes_3d, labels
     if len(boxes_3d):  # only boxes entirely in front of the camera
         keep = (boxes_3d.corners[..., 2] > 0.1).all(dim=1)
@@ -89,11 +101,7 @@ def draw_bev(gt_boxes: CameraInstance3DBoxes,
     blank = np.zeros((size, size, 3), np.uint8)
     vis.set_image(blank)  # sizes the canvas
     vis.set_bev_image(blank)
-    # mmdet3d's camera marker widens the autoscaled view beyond the image
-    # (a shrunken picture with a white margin): pin the view to the image
-    vis.ax_save.set_xlim(0, size)
-    vis.ax_save.set_ylim(0, size)
-    vis.ax_save.set_autoscale_on(False)
+    _pin_view(vis, size, size, y_down=False)
     scale = size / max_depth
     if len(gt_boxes):
         vis.draw_bev_bboxes(gt_boxes, scale=scale,
