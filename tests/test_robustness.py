@@ -217,6 +217,44 @@ def test_empty_val_frames_evaluate(kitti_copy):
     assert out['pred_instances_3d/KITTI/Car_3D_AP40_moderate_strict'] == 0.0
 
 
+def test_pictures_choose_frames_with_ground_truth(kitti_copy):
+    # the report draws the first val frames holding a box of the config's
+    # classes: a frame with only a Pedestrian and DontCare comes after
+    from monoasd.apis.report import picture_frames, val_dataset
+    ids = (kitti_copy / 'ImageSets' / 'val.txt').read_text().split()
+    lines = {
+        ids[0]: 'Pedestrian 0.00 0 -0.20 712 143 810 307 1.89 0.48 1.20 '
+                '1.84 1.47 8.41 0.01\n'
+                'DontCare -1 -1 -10 10 20 60 70 -1 -1 -1 -1000 -1000 '
+                '-1000 -10\n',
+        ids[1]: 'Car 0.00 0 -1.58 287 93 314 120 1.65 1.67 3.64 -0.65 '
+                '1.71 26.70 -1.59\n'
+    }
+    for idx, text in lines.items():
+        (kitti_copy / 'training/label_2' / f'{idx}.txt').write_text(text)
+    import_tool('create_data').create_kitti_infos(str(kitti_copy))
+    _, ds = val_dataset(str(STUDENT_CFG), str(kitti_copy))
+    assert picture_frames(ds, 1) == [1]
+    assert picture_frames(ds, 2) == [1, 0]
+    assert picture_frames(ds, 5) == [1, 0]
+    # the report's pictures: one per chosen frame, named by its image
+    from mmengine.runner import save_checkpoint
+    from monoasd.apis.report import write_pictures
+    model = MODELS.build(Config.fromfile(str(STUDENT_CFG)).model)
+    ckpt = kitti_copy / 'random.pth'
+    save_checkpoint({'state_dict': model.state_dict()}, str(ckpt))
+    out = kitti_copy / 'pictures'
+    out.mkdir()
+    torch.manual_seed(0)
+    written = write_pictures({'student': (str(STUDENT_CFG), str(ckpt))},
+                             str(kitti_copy), str(out), num_frames=1)
+    assert written == [str(out / f'pred_{ids[1]}.png')]
+    assert (out / f'pred_{ids[1]}.png').stat().st_size > 0
+    empty_frames(kitti_copy, 'val')  # no ground truth anywhere
+    _, ds = val_dataset(str(STUDENT_CFG), str(kitti_copy))
+    assert picture_frames(ds, 2) == [0, 1]
+
+
 def test_corrupt_image_error_names_the_frame(kitti_copy):
     idx = first_id(kitti_copy)
     (kitti_copy / 'training/image_2' / f'{idx}.png').write_bytes(b'no png')

@@ -520,22 +520,44 @@ def write_report(names: Sequence[str], args,
     return result
 
 
-def predict_frames(config: str, checkpoint: str, data_root: str,
-                   indices: Sequence[int]) -> List[dict]:
-    """Run a config + checkpoint on val frames; predictions and GT."""
-    import torch
+def val_dataset(config: str, data_root: str):
+    """The test split of ``config`` read from ``data_root``."""
     from mmengine.config import Config
-    from mmengine.dataset import pseudo_collate
     from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
-    from mmdet3d.registry import DATASETS, MODELS
-    from mmdet3d.structures import CameraInstance3DBoxes
+    from mmdet3d.registry import DATASETS
 
     init_default_scope('mmdet3d')
     cfg = Config.fromfile(config)
     ds_cfg = cfg.test_dataloader.dataset
     ds_cfg.data_root = data_root.rstrip('/') + '/'
-    dataset = DATASETS.build(ds_cfg)
+    return cfg, DATASETS.build(ds_cfg)
+
+
+def picture_frames(dataset, num: int) -> List[int]:
+    """Indices of ``num`` frames to draw: the first frames holding a
+    ground-truth box of the dataset's classes, then (if the split has
+    fewer) the first of the others, so the pictures show ground truth
+    wherever the split has it."""
+    with_gt, without = [], []
+    for idx in range(len(dataset)):
+        ann = dataset.get_data_info(idx).get('eval_ann_info') or {}
+        labels = np.asarray(ann.get('gt_labels_3d', []))
+        (with_gt if (labels >= 0).any() else without).append(idx)
+        if len(with_gt) == num:
+            break
+    return (with_gt + without)[:num]
+
+
+def predict_frames(config: str, checkpoint: str, data_root: str,
+                   indices: Sequence[int]) -> List[dict]:
+    """Run a config + checkpoint on val frames; predictions and GT."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmengine.runner import load_checkpoint
+    from mmdet3d.registry import MODELS
+    from mmdet3d.structures import CameraInstance3DBoxes
+
+    cfg, dataset = val_dataset(config, data_root)
     classes = dataset.metainfo['classes']
     model = MODELS.build(cfg.model)
     load_checkpoint(model, checkpoint, map_location='cpu')
@@ -563,19 +585,23 @@ def predict_frames(config: str, checkpoint: str, data_root: str,
 
 def write_pictures(models: Dict[str, tuple], data_root: str, out_dir: str,
                    num_frames: int = 4) -> List[str]:
-    """Side-by-side pictures for the first ``num_frames`` val frames.
+    """Side-by-side pictures of ``num_frames`` val frames (the first with
+    ground truth, :func:`picture_frames`).
 
     Args:
         models (dict): name -> (config, checkpoint), in display order.
     """
     import cv2
     from ..visualization.drawing import side_by_side
+    first_cfg = next(iter(models.values()))[0]
+    frames = picture_frames(val_dataset(first_cfg, data_root)[1],
+                            num_frames)
     preds = {
-        name: predict_frames(cfg, ckpt, data_root, range(num_frames))
+        name: predict_frames(cfg, ckpt, data_root, frames)
         for name, (cfg, ckpt) in models.items()
     }
     written = []
-    for i in range(num_frames):
+    for i in range(len(frames)):
         first = next(iter(preds.values()))[i]
         img = cv2.imread(first['img_path'])[..., ::-1]  # RGB
         keys = ('boxes_3d', 'labels', 'scores')
