@@ -4,6 +4,7 @@ documented handling with a count; never a silent wrong result.
 Every test breaks one thing in a copy of the tiny synthetic KITTI.
 """
 import copy
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -250,6 +251,22 @@ def test_pictures_choose_frames_with_ground_truth(kitti_copy):
                              str(kitti_copy), str(out), num_frames=1)
     assert written == [str(out / f'pred_{ids[1]}.png')]
     assert (out / f'pred_{ids[1]}.png').stat().st_size > 0
+    # a report drawn again lists its own pictures, not an earlier report's
+    from monoasd.apis import report
+    run_main = import_tool('run_main')
+    work = kitti_copy / 'work'
+    (work / 'teacher').mkdir(parents=True)
+    (work / 'teacher' / 'test_metrics.json').write_text(json.dumps(
+        {report.AP_KEY.format('3D', 'moderate', 'loose'): 5.0}))
+    (out / 'pred_999999.png').write_bytes(b'from an earlier report')
+    args = run_main.parse_args(['--work-dir', str(work), '--data-root',
+                                str(kitti_copy), '--results', str(out)])
+    report.write_report(['teacher'], args, picture_models={
+        'teacher': (str(STUDENT_CFG), str(ckpt))})
+    listed = [ln for ln in (out / 'results.md').read_text().splitlines()
+              if ln.startswith('![pred_')]
+    assert listed == [f'![pred_{i}.png](pred_{i}.png)' for i in ids[::-1]]
+    assert not (out / 'pred_999999.png').exists()
     empty_frames(kitti_copy, 'val')  # no ground truth anywhere
     _, ds = val_dataset(str(STUDENT_CFG), str(kitti_copy))
     assert picture_frames(ds, 2) == [0, 1]

@@ -454,8 +454,11 @@ def write_report(names: Sequence[str], args,
             pictures.append(osp.basename(png))
     models = dict(picture_models or {})
     if models:
-        write_pictures(models, args.data_root, out,
-                       getattr(args, 'num_pictures', 4))
+        # the pictures of an earlier report (other frames) would be listed
+        for stale in glob.glob(osp.join(out, 'pred_*.png')):
+            os.remove(stale)
+        pictures += [osp.basename(p) for p in write_pictures(
+            models, args.data_root, out, getattr(args, 'num_pictures', 4))]
     seeds = list(getattr(args, 'seed_list', [0]))
     seeds_md, seed_stats = seed_table(rows, seeds)
     per_seed_md, per_seed = per_seed_lines(rows, seeds)
@@ -512,8 +515,7 @@ def write_report(names: Sequence[str], args,
                 f' (total {sum(times.values()):.0f}).\n\n')
         for line, stages in machines.items():
             f.write(f'Ran on {line}: {", ".join(stages)}.\n\n')
-        for png in pictures + sorted(
-                p for p in os.listdir(out) if p.startswith('pred_')):
+        for png in pictures:
             f.write(f'![{png}]({png})\n')
     print(table)
     print(seeds_md)
