@@ -221,7 +221,7 @@ def test_empty_val_frames_evaluate(kitti_copy):
 def test_pictures_choose_frames_with_ground_truth(kitti_copy):
     # the report draws the first val frames holding a box of the config's
     # classes: a frame with only a Pedestrian and DontCare comes after
-    from monoasd.apis.report import picture_frames, val_dataset
+    from monoasd.apis import report
     ids = (kitti_copy / 'ImageSets' / 'val.txt').read_text().split()
     lines = {
         ids[0]: 'Pedestrian 0.00 0 -0.20 712 143 810 307 1.89 0.48 1.20 '
@@ -234,25 +234,23 @@ def test_pictures_choose_frames_with_ground_truth(kitti_copy):
     for idx, text in lines.items():
         (kitti_copy / 'training/label_2' / f'{idx}.txt').write_text(text)
     import_tool('create_data').create_kitti_infos(str(kitti_copy))
-    _, ds = val_dataset(str(STUDENT_CFG), str(kitti_copy))
-    assert picture_frames(ds, 1) == [1]
-    assert picture_frames(ds, 2) == [1, 0]
-    assert picture_frames(ds, 5) == [1, 0]
+    _, ds = report.val_dataset(str(STUDENT_CFG), str(kitti_copy))
+    assert report.picture_frames(ds, 1) == [1]
+    assert report.picture_frames(ds, 2) == [1, 0]
+    assert report.picture_frames(ds, 5) == [1, 0]
     # the report's pictures: one per chosen frame, named by its image
     from mmengine.runner import save_checkpoint
-    from monoasd.apis.report import write_pictures
     model = MODELS.build(Config.fromfile(str(STUDENT_CFG)).model)
     ckpt = kitti_copy / 'random.pth'
     save_checkpoint({'state_dict': model.state_dict()}, str(ckpt))
     out = kitti_copy / 'pictures'
     out.mkdir()
-    torch.manual_seed(0)
-    written = write_pictures({'student': (str(STUDENT_CFG), str(ckpt))},
-                             str(kitti_copy), str(out), num_frames=1)
+    written = report.write_pictures(
+        {'student': (str(STUDENT_CFG), str(ckpt))}, str(kitti_copy),
+        str(out), num_frames=1)
     assert written == [str(out / f'pred_{ids[1]}.png')]
     assert (out / f'pred_{ids[1]}.png').stat().st_size > 0
     # a report drawn again lists its own pictures, not an earlier report's
-    from monoasd.apis import report
     run_main = import_tool('run_main')
     work = kitti_copy / 'work'
     (work / 'teacher').mkdir(parents=True)
@@ -268,8 +266,8 @@ def test_pictures_choose_frames_with_ground_truth(kitti_copy):
     assert listed == [f'![pred_{i}.png](pred_{i}.png)' for i in ids[::-1]]
     assert not (out / 'pred_999999.png').exists()
     empty_frames(kitti_copy, 'val')  # no ground truth anywhere
-    _, ds = val_dataset(str(STUDENT_CFG), str(kitti_copy))
-    assert picture_frames(ds, 2) == [0, 1]
+    _, ds = report.val_dataset(str(STUDENT_CFG), str(kitti_copy))
+    assert report.picture_frames(ds, 2) == [0, 1]
 
 
 def test_corrupt_image_error_names_the_frame(kitti_copy):
