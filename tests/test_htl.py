@@ -382,3 +382,42 @@ def test_cosine_warmup_with_multistep_decays_at_global_epoch():
             for e in range(warm)]
     want += [lr] * (mile - warm) + [lr * 0.1] * (12 - mile)
     assert lrs == pytest.approx(want, rel=1e-9)
+
+
+def test_cosine_warmup_converts_to_iterations():
+    """``convert_to_iter_based`` raises the lr every iteration of the first
+    epoch (not once per epoch), and a cosine from epoch 1 takes over at the
+    base lr."""
+    from mmengine.registry import PARAM_SCHEDULERS
+    lr, start, epoch_len, epochs = 1e-3, 1e-5, 4, 4
+    opt = _optimizer(lr)
+    common = dict(optimizer=opt, epoch_length=epoch_len)
+    scheds = [
+        PARAM_SCHEDULERS.build(
+            dict(type='CosineWarmupLR', warmup_steps=1, start_lr=start,
+                 begin=0, end=2, by_epoch=True, convert_to_iter_based=True),
+            default_args=common),
+        PARAM_SCHEDULERS.build(
+            dict(type='CosineAnnealingLR', eta_min=0.0, begin=1, end=epochs,
+                 T_max=epochs - 1, by_epoch=True,
+                 convert_to_iter_based=True),
+            default_args=common)
+    ]
+    assert (scheds[0].begin, scheds[0].end) == (0, epoch_len + 1)
+    lrs = []
+    for _ in range(epochs * epoch_len):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        for s in scheds:
+            s.step()
+    warm = [start + (lr - start) * (1 - math.cos(math.pi * i / epoch_len)) / 2
+            for i in range(epoch_len)]
+    t_max = (epochs - 1) * epoch_len
+    cos = [lr * (1 + math.cos(math.pi * i / t_max)) / 2
+           for i in range(t_max)]
+    assert lrs == pytest.approx(warm + cos, rel=1e-9, abs=1e-12)
+    # every iteration of the warm-up has its own lr
+    assert len(set(lrs[:epoch_len])) == epoch_len
+    with pytest.raises(ValueError, match='epoch-based'):
+        CosineWarmupLR.build_iter_from_epoch(
+            opt, warmup_steps=1, by_epoch=False, epoch_length=4)
